@@ -1,0 +1,100 @@
+"""Audio in and out: reading files, resampling (soxr), channel handling, atomic writes."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from .errors import InputError
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64"}
+
+
+def as_batch(wav) -> torch.Tensor:
+    """[T], [C, T] or [B, C, T] (tensor or array) -> float32 tensor [B, C, T]."""
+    wav = torch.as_tensor(np.asarray(wav) if not isinstance(wav, torch.Tensor) else wav)
+    if not wav.is_floating_point():
+        raise TypeError(f"audio must be floating point in [-1, 1], got {wav.dtype}")
+    if wav.dim() == 1:
+        wav = wav[None, None]
+    elif wav.dim() == 2:
+        wav = wav[None]
+    elif wav.dim() != 3:
+        raise ValueError(f"audio must be [T], [C, T] or [B, C, T], got shape {tuple(wav.shape)}")
+    return wav.float()
+
+
+def resample(wav: torch.Tensor, from_rate: int, to_rate: int) -> torch.Tensor:
+    """[B, C, T] -> [B, C, T'] with soxr's high-quality filter; exact length round(T * to / from)."""
+    if from_rate == to_rate:
+        return wav
+    if from_rate <= 0:
+        raise ValueError(f"sample rate must be positive, got {from_rate}")
+    b, c, t = wav.shape
+    flat = wav.reshape(b * c, t).T.detach().cpu().double().numpy()  # soxr wants (T, channels)
+    out = soxr.resample(flat, from_rate, to_rate, quality="HQ")
+    return torch.from_numpy(out.T.astype(np.float32)).reshape(b, c, -1).to(wav.device)
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read a file as float32 [C, T]. Raises InputError naming the file for anything unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an audio file")
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise InputError(f"{path}: not a readable audio file ({err})") from None
+    if data.shape[0] == 0:
+        raise InputError(f"{path}: empty audio (0 samples)")
+    if not np.isfinite(data).all():
+        raise InputError(f"{path}: holds NaN or infinite samples")
+    if not np.any(data):
+        raise InputError(f"{path}: all samples are silent (exact zeros)")
+    return np.ascontiguousarray(data.T), rate
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(target: str | Path):
+    """Yield a temporary path beside `target`; rename it over `target` only if the block succeeds.
+
+    A failure leaves no partial file and keeps whatever `target` held before.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_audio(path: str | Path, wav: np.ndarray, rate: int) -> None:
+    """Write float [C, T] or [T] atomically; the format follows the suffix (wav by default)."""
+    path = Path(path)
+    data = np.asarray(wav, dtype=np.float32)
+    data = data.T if data.ndim == 2 else data
+    fmt = sf.available_formats()
+    kind = path.suffix[1:].upper() if path.suffix[1:].upper() in fmt else "WAV"
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.clip(data, -1.0, 1.0), rate, format=kind, subtype=None if kind != "WAV" else "PCM_16")

@@ -1,0 +1,211 @@
+"""The `codec` command line: encode, decode, info, train, bench.
+
+Exit codes: 0 success; 1 other codec error; 2 bad usage; 3 bad input audio; 4 bad codes file;
+5 bad or missing weights; 130 interrupted. With several inputs, every file is tried and the exit code is
+that of the first failure.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AUDIO_SUFFIXES
+from .errors import CodecError, InputError
+
+CODES_SUFFIX = ".codes"
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+def expand_inputs(items: list[str], suffixes: set[str]) -> list[Path]:
+    """Files as given, folders searched recursively for `suffixes`, globs expanded; order kept, no repeats."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+            if not found:
+                raise InputError(f"{path}: folder holds no {'/'.join(sorted(suffixes))} files")
+            out += found
+        elif any(ch in item for ch in "*?[") and not path.exists():
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise InputError(f"{item}: pattern matches no files")
+            out += matches
+        else:
+            out.append(path)  # a missing file is reported when it is processed
+    seen: set[Path] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Path]:
+    """One output per input: beside it by default; `output` is a file for one input, else a folder."""
+    if output is None:
+        return [p.with_suffix(suffix) for p in inputs]
+    out = Path(output)
+    if len(inputs) == 1 and not out.is_dir() and out.suffix:
+        return [out]
+    return [out / (p.stem + suffix) for p in inputs]
+
+
+def _progress(enabled: bool, **kw):
+    from tqdm import tqdm
+
+    return tqdm(disable=not enabled, leave=False, dynamic_ncols=True, **kw)
+
+
+def cmd_encode(args, model) -> int:
+    from .streaming_io import encode_file
+
+    inputs = expand_inputs(args.inputs, AUDIO_SUFFIXES)
+    outputs = output_paths(inputs, args.output, CODES_SUFFIX)
+    status = 0
+    show = not args.quiet and sys.stderr.isatty()
+    for src, dst in zip(_progress(show and len(inputs) > 1, iterable=inputs, desc="files", unit="file"), outputs):
+        try:
+            encode_file(model, src, dst, n_codebooks=args.n_codebooks, mono=not args.keep_channels,
+                        chunk_seconds=args.chunk_seconds, bf16=args.bf16, progress=show)
+            if not args.quiet:
+                print(f"{src} -> {dst}", file=sys.stderr)
+        except CodecError as err:
+            print(f"codec: error: {err}", file=sys.stderr)
+            status = status or err.exit_code
+    return status
+
+
+def cmd_decode(args, model) -> int:
+    from .streaming_io import decode_file, decode_to_stdout
+
+    inputs = expand_inputs(args.inputs, {CODES_SUFFIX})
+    if args.output == "-":
+        if len(inputs) != 1:
+            raise InputError("-o - (raw PCM to standard output) takes exactly one codes file")
+        decode_to_stdout(model, inputs[0], bf16=args.bf16)
+        return 0
+    outputs = output_paths(inputs, args.output, ".wav")
+    status = 0
+    show = not args.quiet and sys.stderr.isatty()
+    for src, dst in zip(_progress(show and len(inputs) > 1, iterable=inputs, desc="files", unit="file"), outputs):
+        try:
+            decode_file(model, src, dst, chunk_frames=args.chunk_frames, bf16=args.bf16, progress=show)
+            if not args.quiet:
+                print(f"{src} -> {dst}", file=sys.stderr)
+        except CodecError as err:
+            print(f"codec: error: {err}", file=sys.stderr)
+            status = status or err.exit_code
+    return status
+
+
+def cmd_info(args) -> int:
+    from .codes_file import read_codes
+    from .weights import load
+
+    if args.codes:
+        for path in expand_inputs(args.codes, {CODES_SUFFIX}):
+            codes, header = read_codes(path)
+            seconds = header.samples / header.sample_rate
+            print(f"{path}: {header.channels} channel(s), {header.n_codebooks} codebooks x {header.frames} frames, "
+                  f"{seconds:.2f} s at {header.sample_rate} Hz, model {header.model} ({header.checksum[:12]})")
+        return 0
+    model = load(args.model)
+    print(describe(model))
+    return 0
+
+
+def describe(model) -> str:
+    """A human summary of a model: shape, bitrates, checksum, and how it was trained."""
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"model       {cfg.name}",
+        f"checksum    {model.checksum}",
+        f"parameters  {params / 1e6:.2f} M",
+        f"audio       {cfg.sample_rate} Hz mono, frames of {cfg.frame_size} samples ({cfg.frame_rate:g} frames/s)",
+        f"latency     {cfg.latency_ms:g} ms algorithmic (one frame + {cfg.lookahead} samples lookahead)",
+        f"codebooks   {cfg.n_codebooks} x {cfg.codebook_size} entries ({cfg.bits_per_code} bits each)",
+        "bitrates    " + ", ".join(f"{n}: {cfg.bitrate(n) / 1000:.3g} kbit/s" for n in (1, 8, 17, 37) if n <= cfg.n_codebooks),
+    ]
+    if cfg.training:
+        lines.append("training")
+        lines += [f"  {k:<22} {v}" for k, v in cfg.training.items()]
+    else:
+        lines.append("training    none recorded: these weights are untrained or of unknown origin")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="codec", description="Neural speech codec: 24 kHz, 12.5 frames/s, up to 37 codebooks.",
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--model", default=None, help="shipped model name or checkpoint folder (default: the shipped model)")
+        sp.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast only on CPUs with native bf16)")
+        sp.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+
+    enc = sub.add_parser("encode", help="audio files, folders or globs -> .codes files")
+    enc.add_argument("inputs", nargs="+")
+    enc.add_argument("-o", "--output", help="output file (one input) or folder; default: beside each input")
+    enc.add_argument("-n", "--n-codebooks", type=int, default=None, help="codebooks to keep, 1-37 (8 = 1 kbit/s)")
+    enc.add_argument("--keep-channels", action="store_true", help="code each channel on its own instead of downmixing")
+    enc.add_argument("--chunk-seconds", type=float, default=60.0, help="audio read and coded per step (bounds memory)")
+    common(enc)
+
+    dec = sub.add_parser("decode", help=".codes files or folders -> audio (wav, or flac/ogg by the -o suffix)")
+    dec.add_argument("inputs", nargs="+")
+    dec.add_argument("-o", "--output", help="output file (one input), folder, or - for raw 16-bit PCM on stdout")
+    dec.add_argument("--chunk-frames", type=int, default=750, help="frames decoded per step (750 = 60 s)")
+    common(dec)
+
+    info = sub.add_parser("info", help="describe the model (or codes files given as arguments)")
+    info.add_argument("codes", nargs="*", help=".codes files to describe instead of the model")
+    info.add_argument("--model", default=None)
+
+    sub.add_parser("train", help="train a codec from a YAML recipe (see codec train --help)", add_help=False)
+    sub.add_parser("bench", help="speed benchmarks (codec bench kernels)", add_help=False)
+    return p
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["train"]:
+            from .train import main as train_main
+
+            return train_main(argv[1:])
+        if argv[:1] == ["bench"]:
+            from .bench import main as bench_main
+
+            return bench_main(argv[1:])
+        args = build_parser().parse_args(argv)
+        if args.command == "info":
+            return cmd_info(args)
+        from .weights import load
+
+        model = load(args.model)
+        if getattr(args, "n_codebooks", None) is not None and not 1 <= args.n_codebooks <= model.n_codebooks:
+            print(f"codec: error: --n-codebooks must be 1 to {model.n_codebooks}", file=sys.stderr)
+            return EXIT_USAGE
+        return cmd_encode(args, model) if args.command == "encode" else cmd_decode(args, model)
+    except CodecError as err:
+        print(f"codec: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("codec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0  # the reader of standard output went away (e.g. a player closed): not an error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

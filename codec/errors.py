@@ -1,0 +1,25 @@
+"""Errors a user can act on. The CLI prints their message on one line and exits with their code."""
+
+
+class CodecError(Exception):
+    """Base class: a problem with what the user gave us, not a bug."""
+
+    exit_code = 1
+
+
+class InputError(CodecError):
+    """An input file is missing, unreadable, empty, not audio, or holds unusable samples."""
+
+    exit_code = 3
+
+
+class CodesFileError(CodecError):
+    """A codes file is damaged, truncated, of another version, or made by another model."""
+
+    exit_code = 4
+
+
+class WeightsError(CodecError):
+    """A checkpoint is missing, incomplete, or does not match its checksum."""
+
+    exit_code = 5

@@ -1,0 +1,220 @@
+"""The codec: causal encoder -> 37-stage residual VQ -> causal decoder with overlap-add synthesis."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+from safetensors.torch import save as safetensors_bytes
+
+from .audio import as_batch, resample
+from .config import CodecConfig
+from .modules import Decoder, Encoder
+from .quantizer import QuantizerOutput, ResidualVQ
+from .streaming import streaming
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class Codec(nn.Module):
+    """24 kHz speech codec: 12.5 frames/s, up to 37 codebooks of 1024 entries per frame.
+
+    `encode` and `decode` are the inference API (no gradients); `forward` is the training path.
+    """
+
+    def __init__(self, config: CodecConfig | None = None):
+        super().__init__()
+        self.config = config or CodecConfig()
+        cfg = self.config
+        self.encoder = Encoder(cfg)
+        self.quantizer = ResidualVQ(cfg.latent_dim, cfg.n_codebooks, cfg.codebook_size, cfg.codebook_dim)
+        self.decoder = Decoder(cfg)
+        self._checksum: str | None = None
+
+    # ----------------------------------------------------------------------------------------- shape
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_size(self) -> int:
+        return self.config.frame_size
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def n_codebooks(self) -> int:
+        return self.config.n_codebooks
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames that `n_samples` at the model's rate give: ceil(n / frame_size)."""
+        return math.ceil(n_samples / self.frame_size)
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the weights as safetensors bytes: identifies the model in codes files."""
+        if self._checksum is None:
+            self._checksum = hashlib.sha256(self.weights_bytes()).hexdigest()
+        return self._checksum
+
+    def weights_bytes(self) -> bytes:
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        return safetensors_bytes(state)
+
+    def _weights_changed(self) -> None:
+        self._checksum = None
+
+    # ----------------------------------------------------------------------------------------- input
+    def prepare(self, wav, sample_rate: int, mono: bool = True) -> torch.Tensor:
+        """Any [T], [C, T] or [B, C, T] at any rate -> [B', 1, T'] at the model rate on the model device.
+
+        mono=True averages channels; mono=False codes each channel as its own item (B' = B * C).
+        """
+        wav = as_batch(wav)
+        if not torch.isfinite(wav).all():
+            raise ValueError("audio holds NaN or infinite samples")
+        wav = resample(wav, int(sample_rate), self.sample_rate)
+        wav = wav.mean(dim=1, keepdim=True) if mono else wav.reshape(-1, 1, wav.shape[-1])
+        return wav.to(self.device)
+
+    def _pad_to_frames(self, wav: torch.Tensor) -> torch.Tensor:
+        extra = -wav.shape[-1] % self.frame_size
+        return F.pad(wav, (0, extra))  # zeros after the end: causal layers never look at them early
+
+    # ------------------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def encode(self, wav, sample_rate: int, n_codebooks: int | None = None, mono: bool = True,
+               bf16: bool = False, backend: str | None = None) -> torch.Tensor:
+        """Audio -> codes (B, n_codebooks, ceil(T' / frame_size)), int64 in [0, codebook_size).
+
+        wav: [T], [C, T] or [B, C, T] float audio at `sample_rate`. n_codebooks: a prefix depth, 1 to 37
+        (8 = 1 kbit/s, 17 = 2.1 kbit/s, 37 = 4.6 kbit/s). bf16: run the convolutions under bfloat16
+        autocast (faster on CPUs with AVX-512 bf16; codes may differ from float32 in a few places).
+        """
+        wav = self.prepare(wav, sample_rate, mono=mono)
+        return self.encode_prepared(wav, n_codebooks, bf16=bf16, backend=backend)
+
+    @torch.no_grad()
+    def encode_prepared(self, wav: torch.Tensor, n_codebooks: int | None = None, bf16: bool = False,
+                        backend: str | None = None) -> torch.Tensor:
+        """[B, 1, T] at the model rate -> codes; T need not be a multiple of frame_size."""
+        with _autocast(wav.device, bf16):
+            latent = self.encoder(self._pad_to_frames(wav))
+        return self.quantizer.encode(latent.float(), n_codebooks, backend=backend)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, length: int | None = None, bf16: bool = False,
+               backend: str | None = None) -> torch.Tensor:
+        """codes (B, n, F) with any n in [1, 37] -> audio (B, 1, F * frame_size), or `length` samples."""
+        codes = self.check_codes(codes)
+        latent = self.quantizer.decode(codes.to(self.device), backend=backend)
+        with _autocast(latent.device, bf16):
+            wav = self.decoder(latent)
+        wav = wav.float()
+        if length is not None:
+            if not 0 <= length <= wav.shape[-1]:
+                raise ValueError(f"length {length} does not fit {codes.shape[-1]} frames ({wav.shape[-1]} samples)")
+            wav = wav[..., :length]
+        return wav
+
+    def check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Validate a codes tensor (B, n, F); name the first bad position if any."""
+        codes = torch.as_tensor(codes)
+        if codes.dim() == 2:
+            codes = codes[None]
+        if codes.dim() != 3:
+            raise ValueError(f"codes must be (B, n_codebooks, frames), got shape {tuple(codes.shape)}")
+        if codes.is_floating_point():
+            raise TypeError(f"codes must be integers, got {codes.dtype}")
+        if not 1 <= codes.shape[1] <= self.n_codebooks:
+            raise ValueError(f"codes have {codes.shape[1]} codebooks; this model decodes 1 to {self.n_codebooks}")
+        bad = (codes < 0) | (codes >= self.config.codebook_size)
+        if bad.any():
+            b, q, f = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(f"code {int(codes[b, q, f])} at (batch {b}, codebook {q}, frame {f}) is outside "
+                             f"[0, {self.config.codebook_size})")
+        return codes.long()
+
+    def streaming(self, batch_size: int = 1, n_codebooks: int | None = None, bf16: bool = False) -> "CodecStream":
+        """Context manager for frame-by-frame coding; state lives on the modules until it exits."""
+        return CodecStream(self, batch_size, n_codebooks, bf16)
+
+    # -------------------------------------------------------------------------------------- training
+    def forward(self, wav: torch.Tensor, n_codebooks: int | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Training path: wav (B, 1, T), T a multiple of frame_size -> (reconstruction (B, 1, T), VQ output)."""
+        self._weights_changed()
+        q = self.quantizer(self.encoder(wav), n_codebooks)
+        return self.decoder(q.quantized), q
+
+
+class CodecStream:
+    """Streaming encode and decode with state carried between calls; outputs equal the offline ones.
+
+    encode(chunk) takes audio at the model rate, [T] / [C, T] / [B, C, T] of any length, and returns the
+    codes of the frames completed so far (B, n, f). flush() codes the last partial frame, zero padded as
+    offline encoding pads it. decode(codes) takes any number of frames, returns f * frame_size samples.
+    """
+
+    def __init__(self, model: Codec, batch_size: int, n_codebooks: int | None, bf16: bool):
+        self.model, self.batch_size, self.n_codebooks, self.bf16 = model, batch_size, n_codebooks, bf16
+        self._buffer: torch.Tensor | None = None
+        self._context = None
+
+    def __enter__(self) -> "CodecStream":
+        self._context = streaming(self.model)
+        self._context.__enter__()
+        self._buffer = torch.zeros(self.batch_size, 1, 0, device=self.model.device)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._context.__exit__(*exc)
+        self._buffer = None
+
+    @property
+    def pending(self) -> int:
+        """Samples received but not yet coded (less than one frame)."""
+        return self._buffer.shape[-1]
+
+    @torch.no_grad()
+    def encode(self, chunk) -> torch.Tensor:
+        chunk = as_batch(chunk).mean(dim=1, keepdim=True).to(self.model.device)
+        if chunk.shape[0] != self.batch_size:
+            raise ValueError(f"stream opened for batch {self.batch_size}, got a chunk of batch {chunk.shape[0]}")
+        buf = torch.cat([self._buffer, chunk], dim=-1)
+        whole = buf.shape[-1] - buf.shape[-1] % self.model.frame_size
+        self._buffer = buf[..., whole:]
+        return self._encode_frames(buf[..., :whole])
+
+    @torch.no_grad()
+    def flush(self) -> torch.Tensor:
+        """Code the pending partial frame (zero padded); returns (B, n, 0 or 1)."""
+        buf, self._buffer = self._buffer, self._buffer[..., :0]
+        if buf.shape[-1] == 0:
+            return self._encode_frames(buf)
+        return self._encode_frames(self.model._pad_to_frames(buf))
+
+    def _encode_frames(self, wav: torch.Tensor) -> torch.Tensor:
+        if wav.shape[-1] == 0:
+            n = self.n_codebooks or self.model.n_codebooks
+            return torch.zeros(self.batch_size, n, 0, dtype=torch.long, device=self.model.device)
+        return self.model.encode_prepared(wav, self.n_codebooks, bf16=self.bf16)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        codes = self.model.check_codes(codes)
+        if codes.shape[-1] == 0:
+            return torch.zeros(codes.shape[0], 1, 0, device=self.model.device)
+        return self.model.decode(codes, bf16=self.bf16)

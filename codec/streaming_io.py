@@ -1,0 +1,144 @@
+"""File-to-file coding in bounded memory: audio is read, resampled and coded chunk by chunk with the
+causal state carried across chunks, so a 1-hour file costs the memory of one chunk and gives the codes
+that one pass over the whole file would give."""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+import torch
+
+from .audio import atomic_path
+from .codes_file import header_for, read_codes, write_codes
+from .errors import CodesFileError, InputError
+
+
+def _open_audio(path: Path) -> sf.SoundFile:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an audio file")
+    try:
+        handle = sf.SoundFile(str(path))
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise InputError(f"{path}: not a readable audio file ({err})") from None
+    if handle.frames == 0:
+        handle.close()
+        raise InputError(f"{path}: empty audio (0 samples)")
+    return handle
+
+
+def _progress(enabled: bool, total: int, desc: str, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, leave=False, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+def encode_stream(model, path: str | Path, n_codebooks: int | None = None, mono: bool = True,
+                  chunk_seconds: float = 60.0, bf16: bool = False, progress: bool = False) -> tuple[torch.Tensor, int]:
+    """Encode an audio file chunk by chunk -> (codes (B, n, F), samples at the model rate).
+
+    B is 1 (downmixed) or the file's channel count (mono=False). Raises InputError for unusable input.
+    """
+    path = Path(path)
+    with _open_audio(path) as f:
+        rate, channels = f.samplerate, f.channels
+        items = 1 if mono else channels
+        resampler = None
+        if rate != model.sample_rate:
+            resampler = soxr.ResampleStream(rate, model.sample_rate, items, dtype="float32", quality="HQ")
+        block = max(1, int(chunk_seconds * rate))
+        parts, samples, heard, seconds = [], 0, False, 0.0
+        bar = _progress(progress and f.frames > 10 * rate, f.frames, path.name, "sample")
+        with model.streaming(batch_size=items, n_codebooks=n_codebooks, bf16=bf16) as stream:
+            for chunk in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+                if not np.isfinite(chunk).all():
+                    bad = int(np.argmax(~np.isfinite(chunk).all(axis=1)))
+                    raise InputError(f"{path}: holds NaN or infinite samples (first at {seconds + bad / rate:.2f} s)")
+                heard = heard or bool(np.any(chunk))
+                seconds += len(chunk) / rate
+                x = chunk.mean(axis=1, keepdims=True) if mono else chunk  # (T, items)
+                last = f.tell() >= f.frames
+                if resampler is not None:
+                    x = resampler.resample_chunk(x, last=last)
+                samples += len(x)
+                parts.append(stream.encode(torch.from_numpy(np.ascontiguousarray(x.T))[:, None, :]))
+                bar.update(len(chunk))
+            parts.append(stream.flush())
+        bar.close()
+    if samples == 0:
+        raise InputError(f"{path}: empty audio (0 samples)")
+    if not heard:
+        raise InputError(f"{path}: all samples are silent (exact zeros): nothing to code")
+    codes = torch.cat(parts, dim=-1)
+    assert codes.shape[-1] == math.ceil(samples / model.frame_size)
+    return codes, samples
+
+
+def encode_file(model, src: str | Path, dst: str | Path, n_codebooks: int | None = None, mono: bool = True,
+                chunk_seconds: float = 60.0, bf16: bool = False, progress: bool = False) -> None:
+    """Audio file -> .codes file, written atomically."""
+    codes, samples = encode_stream(model, src, n_codebooks, mono, chunk_seconds, bf16, progress)
+    write_codes(dst, codes.cpu().numpy(), header_for(model, codes, samples, meta={"source": Path(src).name}))
+
+
+def _read_for(model, path: Path):
+    codes, header = read_codes(path, expect_checksum=model.checksum)
+    if header.sample_rate != model.sample_rate or header.codebook_size != model.config.codebook_size:
+        raise CodesFileError(f"{path}: coded at {header.sample_rate} Hz with {header.codebook_size}-entry codebooks; "
+                             f"this model is {model.sample_rate} Hz with {model.config.codebook_size}")
+    if header.n_codebooks > model.n_codebooks:
+        raise CodesFileError(f"{path}: has {header.n_codebooks} codebooks; this model decodes at most {model.n_codebooks}")
+    return torch.from_numpy(codes).long(), header
+
+
+def _subtype_for(dst: Path) -> tuple[str, str | None]:
+    kind = dst.suffix[1:].upper()
+    if kind not in sf.available_formats():
+        kind = "WAV"
+    return kind, ("PCM_16" if kind in ("WAV", "FLAC") else None)
+
+
+def decode_file(model, src: str | Path, dst: str | Path, chunk_frames: int = 750, bf16: bool = False,
+                progress: bool = False) -> None:
+    """.codes file -> audio file (format from the suffix: wav, flac, ogg), in chunks, written atomically."""
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise CodesFileError(f"{src}: no such file")
+    codes, header = _read_for(model, src)
+    kind, subtype = _subtype_for(dst)
+    remaining = header.samples
+    bar = _progress(progress and header.frames > 2 * chunk_frames, header.frames, src.name, "frame")
+    with atomic_path(dst) as tmp:
+        with sf.SoundFile(str(tmp), "w", samplerate=model.sample_rate, channels=header.channels,
+                          format=kind, subtype=subtype) as out, \
+                model.streaming(batch_size=header.channels, bf16=bf16) as stream:
+            for start in range(0, header.frames, max(1, chunk_frames)):
+                wav = stream.decode(codes[:, :, start: start + chunk_frames])[:, 0, :remaining]
+                remaining -= wav.shape[-1]
+                out.write(np.clip(wav.T.cpu().numpy(), -1.0, 1.0))
+                bar.update(min(chunk_frames, header.frames - start))
+    bar.close()
+
+
+def decode_to_stdout(model, src: str | Path, bf16: bool = False) -> None:
+    """Decode frame by frame to raw 16-bit little-endian PCM on standard output (channels interleaved),
+    flushing after each 80 ms frame so playback can start before decoding ends."""
+    src = Path(src)
+    if not src.is_file():
+        raise CodesFileError(f"{src}: no such file")
+    codes, header = _read_for(model, src)
+    out, remaining = sys.stdout.buffer, header.samples
+    with model.streaming(batch_size=header.channels, bf16=bf16) as stream:
+        for f in range(header.frames):
+            wav = stream.decode(codes[:, :, f: f + 1])[:, 0, :remaining]
+            remaining -= wav.shape[-1]
+            pcm = (np.clip(wav.T.cpu().numpy(), -1.0, 1.0) * 32767).round().astype("<i2")
+            out.write(pcm.tobytes())
+            out.flush()

@@ -1,0 +1,77 @@
+"""Checkpoints: safetensors weights + JSON config + SHA-256, checked on load. Never pickles."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from safetensors.torch import load as safetensors_load
+
+from .audio import atomic_path
+from .config import CodecConfig
+from .errors import WeightsError
+from .model import Codec
+
+WEIGHTS_FILE, CONFIG_FILE, CHECKSUM_FILE = "model.safetensors", "config.json", "model.sha256"
+PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
+DEFAULT_NAME = "default"
+
+
+def available() -> list[str]:
+    """Names of the checkpoints shipped inside the package."""
+    if not PACKAGE_WEIGHTS.is_dir():
+        return []
+    return sorted(p.name for p in PACKAGE_WEIGHTS.iterdir() if (p / WEIGHTS_FILE).is_file())
+
+
+def save_pretrained(model: Codec, directory: str | Path) -> Path:
+    """Write weights, config and checksum into `directory` (each file atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = model.weights_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        tmp.write_bytes(data)
+    with atomic_path(directory / CONFIG_FILE) as tmp:
+        model.config.save(tmp)
+    with atomic_path(directory / CHECKSUM_FILE) as tmp:
+        tmp.write_text(f"{digest}  {WEIGHTS_FILE}\n")
+    return directory
+
+
+def resolve(name_or_dir: str | Path | None) -> Path:
+    if name_or_dir is None:
+        name_or_dir = DEFAULT_NAME
+    path = Path(name_or_dir)
+    if (path / WEIGHTS_FILE).is_file() or path.is_dir():
+        return path
+    if str(name_or_dir) in available():
+        return PACKAGE_WEIGHTS / str(name_or_dir)
+    shipped = ", ".join(available()) or "none"
+    raise WeightsError(f"{name_or_dir}: not a checkpoint folder nor a shipped model name (shipped: {shipped})")
+
+
+def load(name_or_dir: str | Path | None = None, device: str = "cpu") -> Codec:
+    """Load a checkpoint: the shipped default, a shipped name, or a folder written by save_pretrained."""
+    path = resolve(name_or_dir)
+    files = {name: path / name for name in (WEIGHTS_FILE, CONFIG_FILE, CHECKSUM_FILE)}
+    missing = [name for name, f in files.items() if not f.is_file()]
+    if missing:
+        raise WeightsError(f"{path}: checkpoint is missing {', '.join(missing)}")
+    data = files[WEIGHTS_FILE].read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    expected = files[CHECKSUM_FILE].read_text().split()[0].strip().lower()
+    if digest != expected:
+        raise WeightsError(f"{files[WEIGHTS_FILE]}: SHA-256 {digest[:16]}... does not match "
+                           f"{CHECKSUM_FILE} ({expected[:16]}...): the file is damaged or was replaced")
+    try:
+        config = CodecConfig.load(files[CONFIG_FILE])
+    except (ValueError, TypeError) as err:
+        raise WeightsError(f"{files[CONFIG_FILE]}: invalid config ({err})") from None
+    model = Codec(config)
+    state = safetensors_load(data)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise WeightsError(f"{files[WEIGHTS_FILE]}: weights do not fit the config ({err})") from None
+    model._checksum = digest
+    return model.eval().to(device)

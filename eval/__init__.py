@@ -1,0 +1,1 @@
+"""codec.eval: bitrate and perceptual-quality measurement for any codec."""

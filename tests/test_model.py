@@ -1,0 +1,152 @@
+"""The model's guarantees: frame arithmetic, batching, causality, determinism, prefixes, streaming."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from codec import Codec
+
+from conftest import frames_for, speech_like
+
+
+def noise(n, seed=0, batch=1):
+    g = torch.Generator().manual_seed(seed)
+    return 0.1 * torch.randn(batch, 1, n, generator=g)
+
+
+@pytest.mark.parametrize("n", [1, 1919, 1920, 1921, 5000, 3 * 1920])
+def test_frame_arithmetic_and_exact_length(tiny_model, n):
+    codes = tiny_model.encode(noise(n), 24000)
+    assert codes.shape == (1, 37, frames_for(n))
+    assert tiny_model.decode(codes).shape == (1, 1, frames_for(n) * 1920)
+    assert tiny_model.decode(codes, length=n).shape == (1, 1, n)
+
+
+def test_codes_are_integers_in_range_and_deterministic(tiny_model):
+    x = noise(20000, seed=3)
+    a, b = tiny_model.encode(x, 24000), tiny_model.encode(x, 24000)
+    assert a.dtype == torch.int64
+    assert int(a.min()) >= 0 and int(a.max()) < 1024
+    assert torch.equal(a, b)
+    assert len(torch.unique(a)) > 37  # not one constant code: the search really discriminates
+
+
+def test_same_codes_alone_and_in_padded_batch(tiny_model):
+    lengths = [7000, 19200, 12345]
+    clips = [noise(n, seed=i) for i, n in enumerate(lengths)]
+    batch = torch.zeros(3, 1, max(lengths))
+    for i, c in enumerate(clips):
+        batch[i, :, : c.shape[-1]] = c
+    together = tiny_model.encode(batch, 24000)
+    for i, c in enumerate(clips):
+        alone = tiny_model.encode(c, 24000)
+        assert torch.equal(together[i : i + 1, :, : alone.shape[-1]], alone)
+
+
+def test_encoder_is_causal(tiny_model):
+    x = noise(5 * 1920, seed=5)
+    longer = torch.cat([x, noise(3 * 1920 + 17, seed=6)], dim=-1)
+    assert torch.equal(tiny_model.encode(longer, 24000)[..., :5], tiny_model.encode(x, 24000))
+
+
+def test_decoder_is_causal(tiny_model):
+    codes = tiny_model.encode(noise(8 * 1920, seed=7), 24000)
+    full = tiny_model.decode(codes)
+    for k in (1, 3, 7):
+        head = tiny_model.decode(codes[..., :k])
+        torch.testing.assert_close(head, full[..., : k * 1920], rtol=0, atol=1e-5)
+    # changing a later frame's codes leaves earlier output untouched (lookahead 0)
+    changed = codes.clone()
+    changed[..., 5:] = (changed[..., 5:] + 1) % 1024
+    torch.testing.assert_close(tiny_model.decode(changed)[..., : 5 * 1920], full[..., : 5 * 1920], rtol=0, atol=1e-5)
+
+
+def test_any_prefix_of_codebooks_encodes_and_decodes(tiny_model):
+    x = noise(4 * 1920, seed=8)
+    full = tiny_model.encode(x, 24000)
+    for n in (1, 8, 17, 36, 37):
+        prefix = tiny_model.encode(x, 24000, n_codebooks=n)
+        assert torch.equal(prefix, full[:, :n])  # residual VQ: fewer stages = a prefix of the codes
+        assert tiny_model.decode(prefix).shape == (1, 1, 4 * 1920)
+    with pytest.raises(ValueError, match="n_codebooks"):
+        tiny_model.encode(x, 24000, n_codebooks=38)
+
+
+def test_bad_codes_name_the_position(tiny_model):
+    codes = torch.zeros(1, 8, 4, dtype=torch.long)
+    codes[0, 3, 2] = 1024
+    with pytest.raises(ValueError, match=r"batch 0, codebook 3, frame 2"):
+        tiny_model.decode(codes)
+    with pytest.raises(ValueError, match="codebooks"):
+        tiny_model.decode(torch.zeros(1, 38, 2, dtype=torch.long))
+    with pytest.raises(TypeError):
+        tiny_model.decode(torch.zeros(1, 8, 2))
+
+
+@pytest.mark.parametrize("chunks", [[1920] * 6, [1, 5000, 3, 7000, 1800], [11520], [700] * 17])
+def test_streaming_encode_equals_offline(tiny_model, chunks):
+    x = noise(sum(chunks), seed=9)
+    offline = tiny_model.encode(x, 24000)
+    parts, pos = [], 0
+    with tiny_model.streaming(batch_size=1) as stream:
+        for n in chunks:
+            parts.append(stream.encode(x[..., pos : pos + n]))
+            pos += n
+        parts.append(stream.flush())
+    assert torch.equal(torch.cat(parts, dim=-1), offline)
+
+
+@pytest.mark.parametrize("split", [[1] * 6, [2, 4], [6], [3, 0, 3]])
+def test_streaming_decode_equals_offline(tiny_model, split):
+    codes = tiny_model.encode(noise(6 * 1920, seed=10), 24000)
+    offline = tiny_model.decode(codes)
+    parts, pos = [], 0
+    with tiny_model.streaming(batch_size=1) as stream:
+        for n in split:
+            out = stream.decode(codes[..., pos : pos + n])
+            assert out.shape[-1] == n * 1920  # one frame in, 1920 samples out
+            parts.append(out)
+            pos += n
+    torch.testing.assert_close(torch.cat(parts, dim=-1), offline, rtol=0, atol=1e-5)
+
+
+def test_input_shapes_rates_and_channels(tiny_model):
+    one_second_16k = torch.from_numpy(speech_like(1.0, rate=16000))
+    codes = tiny_model.encode(one_second_16k, 16000)  # [T] at 16 kHz -> 24000 samples -> 13 frames
+    assert codes.shape == (1, 37, frames_for(24000))
+    stereo = torch.stack([one_second_16k, -one_second_16k])  # [C, T]
+    per_channel = tiny_model.encode(stereo, 16000, mono=False)
+    assert per_channel.shape[0] == 2
+    assert torch.equal(per_channel[:1], codes)  # channel 0 coded on its own = the mono signal
+    with pytest.raises(ValueError, match="NaN"):
+        tiny_model.encode(torch.full((100,), float("nan")), 24000)
+
+
+def test_save_and_load_round_trip(tiny_model, tmp_path):
+    import codec
+
+    codec.save_pretrained(tiny_model, tmp_path / "ckpt")
+    loaded = codec.load(tmp_path / "ckpt")
+    assert loaded.checksum == tiny_model.checksum
+    x = noise(5000, seed=11)
+    assert torch.equal(loaded.encode(x, 24000), tiny_model.encode(x, 24000))
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(codec.WeightsError, match="SHA-256"):
+        codec.load(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "config.json").unlink()
+    with pytest.raises(codec.WeightsError, match="missing config.json"):
+        codec.load(tmp_path / "ckpt")
+    with pytest.raises(codec.WeightsError, match="not a checkpoint"):
+        codec.load("no-such-model")
+
+
+def test_weights_hold_no_pickle(tmp_path, tiny_model):
+    import codec
+
+    codec.save_pretrained(tiny_model, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors", "model.sha256"]
+    assert not (tmp_path / "model.safetensors").read_bytes().startswith(b"\x80")  # pickle protocol marker
