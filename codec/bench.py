@@ -48,6 +48,34 @@ def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3, p
     return rows
 
 
+def train_rows(steps: int = 5, batch: int = 16, crop_frames: int = 16, discriminators=(False,)) -> list[dict]:
+    """Training throughput of the default model on random audio (no data loading), fp32 and bf16."""
+    from .config import CodecConfig
+    from .losses import MultiScaleMelLoss
+    from .model import Codec
+
+    rows = []
+    cfg = CodecConfig()
+    wav = torch.randn(batch, 1, crop_frames * cfg.frame_size) * 0.1
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model, mel = Codec(cfg).train(), MultiScaleMelLoss(cfg.sample_rate)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                recon, q = model(wav)
+            loss = mel(recon.float(), wav) + q.commitment_loss + q.codebook_loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        seconds = _time(lambda: [step() for _ in range(steps)], 1) / steps
+        rows.append({"what": f"train step, batch {batch} x {crop_frames * 0.08:.2f} s, mel + VQ losses",
+                     "precision": precision, "x_realtime": batch * crop_frames * 0.08 / seconds})
+    return rows
+
+
 def format_rows(rows: list[dict]) -> str:
     lines = ["| what | precision | x real time | ms per frame |", "|---|---|---|---|"]
     for r in rows:
@@ -58,7 +86,7 @@ def format_rows(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="codec bench", description=__doc__)
-    p.add_argument("what", nargs="?", default="model", choices=["model", "kernels"])
+    p.add_argument("what", nargs="?", default="model", choices=["model", "train", "kernels"])
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder")
     p.add_argument("--seconds", type=float, default=10.0, help="audio length per call (model)")
     p.add_argument("--repeats", type=int, default=3)
@@ -67,9 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         from .kernels.bench import main as kernels_main
 
         return kernels_main(rest)
+    print(f"machine: {machine()}")
+    if args.what == "train":
+        print(format_rows(train_rows()))
+        return 0
     from .weights import load
 
     model = load(args.model)
-    print(f"machine: {machine()}")
     print(format_rows(model_rows(model, args.seconds, repeats=args.repeats)))
     return 0

@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("train", help="train a codec from a YAML recipe (see codec train --help)", add_help=False)
     sub.add_parser("bench", help="speed benchmarks (codec bench kernels)", add_help=False)
+    sub.add_parser("eval", help="quality table of codecs on held-out speech (codec eval --help)", add_help=False)
+    sub.add_parser("data", help="codec data prepare DIRS -o CORPUS: build a training corpus", add_help=False)
     return p
 
 
@@ -183,6 +185,14 @@ def main(argv: list[str] | None = None) -> int:
             from .train import main as train_main
 
             return train_main(argv[1:])
+        if argv[:2] == ["data", "prepare"]:
+            from .data import main as prepare_main
+
+            return prepare_main(argv[2:])
+        if argv[:1] == ["eval"]:
+            from .eval.report import main as eval_main
+
+            return eval_main(argv[1:])
         if argv[:1] == ["bench"]:
             from .bench import main as bench_main
 

@@ -85,6 +85,10 @@ def _work(args):
     return process_file(path, opts)
 
 
+def format_holdout(held: set[tuple[str, str | None]]) -> list[str]:
+    return sorted(src if spk is None else f"{src}/{spk}" for src, spk in held)
+
+
 def parse_holdout(spec: str | None) -> set[tuple[str, str | None]]:
     """'src,src/speaker' -> {(src, None), (src, speaker)}."""
     out = set()
@@ -137,9 +141,27 @@ def prepare(dirs: list[str | Path], out: str | Path, valid: str | None = None, t
         hours[r["split"]] += r["length"] / opts.sample_rate / 3600
     summary = {"files": len(jobs), "kept": len(records), "dropped": dict(dropped),
                "hours": {k: round(v, 3) for k, v in hours.items()}, "sample_rate": opts.sample_rate,
-               "valid": sorted(map(str, valid_set)), "test": sorted(map(str, test_set))}
+               "valid": format_holdout(valid_set), "test": format_holdout(test_set),
+               "sources": sorted({r["source"] for r in records})}
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="codec data prepare", description=__doc__)
+    p.add_argument("dirs", nargs="+", help="one folder per source, one subfolder per speaker")
+    p.add_argument("-o", "--out", required=True, help="corpus folder to write")
+    p.add_argument("--valid", help="held out for validation: 'source' or 'source/speaker', comma separated")
+    p.add_argument("--test", help="held out for testing, same form")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--min-seconds", type=float, default=PrepareOptions.min_seconds)
+    args = p.parse_args(argv)
+    summary = prepare(args.dirs, args.out, args.valid, args.test, PrepareOptions(min_seconds=args.min_seconds),
+                      workers=args.workers)
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 class Corpus:
