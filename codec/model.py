@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -147,6 +148,42 @@ class Codec(nn.Module):
             raise ValueError(f"code {int(codes[b, q, f])} at (batch {b}, codebook {q}, frame {f}) is outside "
                              f"[0, {self.config.codebook_size})")
         return codes.long()
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write model.safetensors, config.json and model.sha256 into `directory`; `codec.load(directory)` reads it."""
+        from .weights import save_pretrained  # weights imports this module: import at call time
+
+        return save_pretrained(self, directory)
+
+    @torch.no_grad()
+    def codebook_embeddings(self, n_codebooks: int | None = None) -> torch.Tensor:
+        """The codebook vectors as a backbone sees them: (n_codebooks, codebook_size, latent_dim) float32.
+
+        Row [q, c] is entry c of stage q out-projected to the decoder's latent (bias included), so summing
+        the rows a frame's codes pick gives exactly the decoder's input latent for that frame. Reshaped
+        to (n * codebook_size, latent_dim) it initializes an embedding table indexed by
+        `codec.tokens.Vocabulary` ids (offsets=True), followed by its special tokens.
+        """
+        return self.quantizer.entry_vectors(n_codebooks).detach().clone()
+
+    def decode_tokens(self, ids: torch.Tensor, vocab=None, layout: str = "flatten",
+                      n_codebooks: int | None = None, bf16: bool = False) -> list[torch.Tensor]:
+        """Backbone output -> one waveform (1, frames * frame_size) per item; see `codec.tokens.to_codes`
+        for how PAD, BOS, EOS, partial depth and cut-off frames are read. vocab: a `codec.tokens.Vocabulary`
+        (default: all of this model's codebooks, with offsets)."""
+        from .tokens import Vocabulary, to_codes
+
+        vocab = vocab or Vocabulary.for_model(self)
+        if vocab.codebook_size != self.config.codebook_size or vocab.n_codebooks > self.n_codebooks:
+            raise ValueError(f"vocabulary of {vocab.n_codebooks} x {vocab.codebook_size} does not fit this model "
+                             f"({self.n_codebooks} x {self.config.codebook_size})")
+        out = []
+        for codes in to_codes(ids, vocab, layout, n_codebooks):
+            if codes.shape[-1] == 0:
+                out.append(torch.zeros(1, 0, device=self.device))
+            else:
+                out.append(self.decode(codes[None], bf16=bf16)[0])
+        return out
 
     def streaming(self, batch_size: int = 1, n_codebooks: int | None = None, bf16: bool = False) -> "CodecStream":
         """Context manager for frame-by-frame coding; state lives on the modules until it exits."""

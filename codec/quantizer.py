@@ -64,6 +64,18 @@ class ResidualVQ(nn.Module):
         latent = kernels.rvq_decode(rows, self.codebooks[:n], self.out_weight[:n], self.out_bias[:n], backend=backend)
         return latent.reshape(batch, frames, -1).transpose(1, 2)
 
+    @torch.no_grad()
+    def entry_vectors(self, n_codebooks: int | None = None) -> torch.Tensor:
+        """Every entry of the first n stages out-projected to the latent: (n, codebook_size, D).
+
+        Entry c of stage q is `codebooks[q, c] @ out_weight[q].T + out_bias[q]` (the stage's bias
+        included), so for codes (n, F) the sum over stages of vectors[q, codes[q, f]] is exactly the
+        latent that `decode` gives frame f.
+        """
+        n = self._check_depth(n_codebooks)
+        return torch.einsum("qkc,qdc->qkd", self.codebooks[:n].float(), self.out_weight[:n].float()) \
+            + self.out_bias[:n, None, :].float()
+
     def forward(self, latent: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
         """Training path. In training mode, with probability `dropout_prob` an item keeps only a random
         prefix of the stages (quantizer dropout), so any prefix decodes; `n_codebooks` fixes the depth for

@@ -128,6 +128,11 @@ def load_state(out: Path, model: Codec, opt: torch.optim.Optimizer) -> int:
     return int(meta["step"])
 
 
+def _best_valid(out: Path) -> float:
+    record = out / "best" / "valid.json"
+    return json.loads(record.read_text())["valid_mel_37"] if record.is_file() else float("inf")
+
+
 def evaluate(model: Codec, mel: MultiScaleMelLoss, wav: torch.Tensor, depths=(8, 17, 37)) -> dict:
     model.eval()
     out = {}
@@ -175,12 +180,15 @@ def train(recipe: dict, out: str | Path, max_steps: int | None = None, log=print
         audio_s += wav.shape[0] * wav.shape[-1] / cfg.sample_rate
         if step % t["log_every"] == 0 or step == end:
             speed = audio_s / (time.time() - tic)
-            last = {"step": step, "loss": float(loss), "mel": float(mel_loss), "commit": float(q.commitment_loss),
+            last = {"step": step, "loss": float(loss), "mel": float(mel_loss), "commit": float(q.commitment_loss.detach()),
                     "grad_norm": float(grad_norm), "lr": lr_at(step - 1, t), "audio_s_per_s": round(speed, 2),
                     "perplexity_mean": float(q.perplexity.mean()), "dead_codes": int(model.quantizer.dead_codes().sum())}
             tic, audio_s = time.time(), 0.0
             if step % t["valid_every"] == 0 or step == end:
                 last.update(evaluate(model, mel, valid))
+                if "valid_mel_37" in last and last["valid_mel_37"] < _best_valid(out):
+                    save_pretrained(model, out / "best")  # the weights to export: lowest full-depth valid mel
+                    (out / "best" / "valid.json").write_text(json.dumps(last) + "\n")
             metrics_file.write(json.dumps(last) + "\n")
             metrics_file.flush()
             log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))

@@ -126,7 +126,7 @@ def test_input_shapes_rates_and_channels(tiny_model):
 def test_save_and_load_round_trip(tiny_model, tmp_path):
     import codec
 
-    codec.save_pretrained(tiny_model, tmp_path / "ckpt")
+    tiny_model.save_pretrained(tmp_path / "ckpt")
     loaded = codec.load(tmp_path / "ckpt")
     assert loaded.checksum == tiny_model.checksum
     x = noise(5000, seed=11)
