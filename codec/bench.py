@@ -1,8 +1,9 @@
-"""`codec bench [model|kernels]`: speed tables. Speed = seconds of audio per second of wall time."""
+"""`codec bench [model|stream|train|kernels]`: speed tables. Speed = seconds of audio per second of wall time."""
 from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 
 import torch
@@ -16,6 +17,12 @@ def _time(fn, repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - tic)
     return best
+
+
+def _once(fn) -> float:
+    tic = time.perf_counter()
+    fn()
+    return time.perf_counter() - tic
 
 
 def machine() -> str:
@@ -48,31 +55,68 @@ def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3, p
     return rows
 
 
-def train_rows(steps: int = 5, batch: int = 16, crop_frames: int = 16, discriminators=(False,)) -> list[dict]:
-    """Training throughput of the default model on random audio (no data loading), fp32 and bf16."""
-    from .config import CodecConfig
-    from .losses import MultiScaleMelLoss
-    from .model import Codec
+def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp32", "bf16")) -> list[dict]:
+    """Streaming cost at batch 1, fed one 80 ms frame at a time as a live source would feed it.
+
+    Rows: encode, decode and encode + decode per frame (ms; x real time = 80 ms / that), and time to
+    first audio: from the first frame's last sample arriving to its 1920 decoded samples, on a fresh
+    stream (state set-up included). A listener hears it `latency_ms` (one frame + lookahead) plus this.
+    """
+    rows = []
+    fs = model.frame_size
+    n_frames = max(1, int(round(seconds * model.frame_rate)))
+    wav = torch.randn(1, 1, n_frames * fs, generator=torch.Generator().manual_seed(0)) * 0.1
+    codes = model.encode(wav, model.sample_rate)
+    for precision in precisions:
+        bf16 = precision == "bf16"
+
+        def enc():
+            with model.streaming(1, bf16=bf16) as s:
+                for f in range(n_frames):
+                    s.encode(wav[..., f * fs: (f + 1) * fs])
+
+        def dec():
+            with model.streaming(1, bf16=bf16) as s:
+                for f in range(n_frames):
+                    s.decode(codes[..., f: f + 1])
+
+        def first_audio():
+            with model.streaming(1, bf16=bf16) as s:
+                s.decode(s.encode(wav[..., :fs]))
+
+        t_enc = _time(enc, repeats) / n_frames
+        t_dec = _time(dec, repeats) / n_frames
+        # time to first audio is a one-off cost: take the median of several fresh streams, not the best
+        firsts = sorted(_once(first_audio) for _ in range(max(3, repeats)))
+        t_first = firsts[len(firsts) // 2]
+        for what, t in (("stream encode, per 80 ms frame", t_enc), ("stream decode, per 80 ms frame", t_dec),
+                        ("stream encode + decode, per 80 ms frame", t_enc + t_dec)):
+            rows.append({"what": what, "precision": precision, "x_realtime": 0.08 / t, "ms_per_frame": 1000 * t})
+        rows.append({"what": f"time to first audio (+ {model.config.latency_ms:g} ms algorithmic latency)",
+                     "precision": precision, "x_realtime": 0.08 / t_first, "ms_per_frame": 1000 * t_first})
+    return rows
+
+
+def train_rows(steps: int = 3, batch: int = 16, crop_frames: int = 16, discriminators=(False, True),
+               precisions=("fp32", "bf16"), model: dict | None = None) -> list[dict]:
+    """Training throughput of the default model on random audio (no data loading): one real
+    `codec.train.Trainer` step (losses, backward, clipping, AdamW) per call, fp32 and bf16, with and
+    without the discriminators (their update and the generator's adversarial + feature-matching terms)."""
+    from .train import DEFAULTS, Trainer, merge
 
     rows = []
-    cfg = CodecConfig()
-    wav = torch.randn(batch, 1, crop_frames * cfg.frame_size) * 0.1
-    for precision in ("fp32", "bf16"):
-        torch.manual_seed(0)
-        model, mel = Codec(cfg).train(), MultiScaleMelLoss(cfg.sample_rate)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-        def step():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                recon, q = model(wav)
-            loss = mel(recon.float(), wav) + q.commitment_loss + q.codebook_loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-        seconds = _time(lambda: [step() for _ in range(steps)], 1) / steps
-        rows.append({"what": f"train step, batch {batch} x {crop_frames * 0.08:.2f} s, mel + VQ losses",
-                     "precision": precision, "x_realtime": batch * crop_frames * 0.08 / seconds})
+    for disc in discriminators:
+        for precision in precisions:
+            recipe = merge(DEFAULTS, {"model": model or {}, "train": {
+                "batch_size": batch, "bf16": precision == "bf16", "adversarial_start": 0 if disc else None}})
+            torch.manual_seed(0)
+            trainer = Trainer(recipe, torch.device("cpu"))
+            wav = torch.randn(batch, 1, crop_frames * trainer.model.frame_size) * 0.1
+            counter = iter(range(10**9))
+            seconds = _time(lambda: [trainer.step(wav, next(counter)) for _ in range(steps)], 1) / steps
+            what = "mel + VQ + discriminators (MPD, MR-STFT) + feature matching" if disc else "mel + VQ losses"
+            rows.append({"what": f"train step, batch {batch} x {crop_frames * 0.08:.2f} s, {what}",
+                         "precision": precision, "x_realtime": batch * crop_frames * 0.08 / seconds})
     return rows
 
 
@@ -85,8 +129,14 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["kernels"]:
+        # Hand over every option untouched: parsed here, --seconds / --repeats / --help would be eaten.
+        from .kernels.bench import main as kernels_main
+
+        return kernels_main(argv[1:])
     p = argparse.ArgumentParser(prog="codec bench", description=__doc__)
-    p.add_argument("what", nargs="?", default="model", choices=["model", "train", "kernels"])
+    p.add_argument("what", nargs="?", default="model", choices=["model", "stream", "train", "kernels"])
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder")
     p.add_argument("--seconds", type=float, default=10.0, help="audio length per call (model)")
     p.add_argument("--repeats", type=int, default=3)
@@ -97,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         return kernels_main(rest)
     print(f"machine: {machine()}")
     if args.what == "train":
-        print(format_rows(train_rows()))
+        print(format_rows(train_rows(steps=max(1, args.repeats))))
         return 0
     from .weights import load
 
     model = load(args.model)
+    if args.what == "stream":
+        print(f"model: {model.config.name} ({model.checksum[:12]}), batch 1, one frame per call")
+        print(format_rows(stream_rows(model, args.seconds, repeats=args.repeats)))
+        return 0
     print(format_rows(model_rows(model, args.seconds, repeats=args.repeats)))
     return 0

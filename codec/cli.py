@@ -1,4 +1,4 @@
-"""The `codec` command line: encode, decode, info, train, bench.
+"""The `codec` command line: encode, decode, info, train, bench, tokenize.
 
 Exit codes: 0 success; 1 other codec error; 2 bad usage; 3 bad input audio; 4 bad codes file;
 5 bad or missing weights; 130 interrupted. With several inputs, every file is tried and the exit code is
@@ -80,7 +80,9 @@ def cmd_decode(args, model) -> int:
     from .streaming_io import decode_file, decode_to_stdout
 
     inputs = expand_inputs(args.inputs, {CODES_SUFFIX})
-    if args.output == "-":
+    if args.stream and args.output != "-":
+        raise InputError("--stream writes raw PCM frame by frame to standard output: use it with -o -")
+    if args.output == "-":  # always frame by frame (--stream states it explicitly)
         if len(inputs) != 1:
             raise InputError("-o - (raw PCM to standard output) takes exactly one codes file")
         decode_to_stdout(model, inputs[0], bf16=args.bf16)
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     dec = sub.add_parser("decode", help=".codes files or folders -> audio (wav, or flac/ogg by the -o suffix)")
     dec.add_argument("inputs", nargs="+")
     dec.add_argument("-o", "--output", help="output file (one input), folder, or - for raw 16-bit PCM on stdout")
+    dec.add_argument("--stream", action="store_true",
+                     help="with -o -: decode and write each 80 ms frame as soon as it is ready (raw s16le PCM)")
     dec.add_argument("--chunk-frames", type=int, default=750, help="frames decoded per step (750 = 60 s)")
     common(dec)
 
@@ -168,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train a codec from a YAML recipe (see codec train --help)", add_help=False)
     sub.add_parser("bench", help="speed benchmarks (codec bench kernels)", add_help=False)
     sub.add_parser("eval", help="quality table of codecs on held-out speech (codec eval --help)", add_help=False)
+    sub.add_parser("tokenize", help="codec tokenize DIR_OR_MANIFEST -o OUT: Parquet shards of codes for LM training",
+                   add_help=False)
+    sub.add_parser("export", help="codec export RUN -o DIR: a training run -> an inference checkpoint", add_help=False)
     sub.add_parser("data", help="codec data prepare DIRS -o CORPUS: build a training corpus", add_help=False)
     return p
 
@@ -193,6 +200,14 @@ def main(argv: list[str] | None = None) -> int:
             from .eval.report import main as eval_main
 
             return eval_main(argv[1:])
+        if argv[:1] == ["tokenize"]:
+            from .tokenize import main as tokenize_main
+
+            return tokenize_main(argv[1:])
+        if argv[:1] == ["export"]:
+            from .export import main as export_main
+
+            return export_main(argv[1:])
         if argv[:1] == ["bench"]:
             from .bench import main as bench_main
 

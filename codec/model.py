@@ -123,7 +123,7 @@ class Codec(nn.Module):
         codes = self.check_codes(codes)
         latent = self.quantizer.decode(codes.to(self.device), backend=backend)
         with _autocast(latent.device, bf16):
-            wav = self.decoder(latent)
+            wav = self.decoder(latent, backend=backend)
         wav = wav.float()
         if length is not None:
             if not 0 <= length <= wav.shape[-1]:

@@ -128,16 +128,17 @@ class ISTFTHead(Streamable):
         overlap = self.n_fft - self.hop
         return torch.zeros(batch, overlap, device=device), (self.window[self.hop:] ** 2).to(device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
         frames = self.frames(x)
         if self.streaming:
             if self.stream_state is None:
                 self.stream_state = self.initial_tail(frames.shape[0], frames.device)
-            wav, tail, env = kernels.overlap_add_stream(frames, self.hop, self.window, *self.stream_state)
+            wav, tail, env = kernels.overlap_add_stream(frames, self.hop, self.window, *self.stream_state,
+                                                        backend=backend)
             self.stream_state = (tail, env)
             return wav
         zero = frames.new_zeros(frames.shape[0], 1, self.n_fft)
-        wav = kernels.overlap_add(torch.cat([zero, frames], dim=1), self.hop, self.window)
+        wav = kernels.overlap_add(torch.cat([zero, frames], dim=1), self.hop, self.window, backend=backend)
         return wav[:, self.hop: self.hop + frames.shape[1] * self.hop]
 
 
@@ -156,7 +157,8 @@ class Decoder(nn.Module):
         self.norm2 = ChannelNorm(hop_dim)
         self.head = ISTFTHead(hop_dim, cfg.n_fft, cfg.hop_length)
 
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+    def forward(self, latent: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+        """backend: the overlap-add kernel's (see codec.kernels); None follows CODEC_KERNELS."""
         x = self.frame_blocks(self.inp(latent))
         x = self.hop_blocks(self.up(self.norm1(x)))
-        return self.head(self.norm2(x)).unsqueeze(1)
+        return self.head(self.norm2(x), backend=backend).unsqueeze(1)

@@ -1,13 +1,21 @@
 """`codec train --config recipe.yaml`: train or fine-tune a codec; resumes from its own checkpoints.
 
-Every hyper-parameter lives in the YAML recipe, which is copied beside each checkpoint. A step's batch is
-a pure function of (seed, step), so a run stopped and resumed sees the same data as one that was not.
+Every hyper-parameter lives in the YAML recipe, which is copied beside each checkpoint. A step's batch and
+its random draws (quantizer dropout, code re-seeding) are pure functions of (seed, step, rank), so a run
+stopped and resumed follows the same trajectory as one that was not.
+
+Distributed: `torchrun --nproc_per_node N -m codec.train --config R --out D` trains with DDP (gloo on the
+CPU, nccl on CUDA); batch_size is the global batch, split evenly over the processes. See docs/training.md.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,20 +27,35 @@ from safetensors.torch import load_file, save_file
 
 from .audio import atomic_path
 from .config import CodecConfig
-from .data import Corpus, loudness_normalize
-from .losses import MultiScaleMelLoss
+from .data import AUGMENT_DEFAULTS, StepBatches, valid_crops
+from .losses import (MultiResolutionSTFTLoss, MultiScaleMelLoss, discriminator_loss, feature_matching_loss,
+                     generator_loss)
 from .model import Codec
 from .weights import save_pretrained
 
+DISC_FILE, DISC_OPT_FILE, EMA_FILE = "discriminator.safetensors", "disc_optimizer.safetensors", "ema.safetensors"
+
 DEFAULTS = {
     "model": {},
-    "data": {"corpus": None, "crop_frames": 16, "valid_clips": 32},
+    "data": {"corpus": None, "crop_frames": 16, "valid_clips": 32, "workers": 0, "loudness_db": -23.0,
+             "augment": dict(AUGMENT_DEFAULTS)},
     "train": {
         "steps": 20000, "batch_size": 16, "lr": 1e-3, "betas": [0.8, 0.99], "weight_decay": 0.0,
         "warmup": 500, "min_lr_ratio": 0.1, "grad_clip": 1.0, "bf16": True, "seed": 0, "threads": 2,
+        "device": "cpu",  # cpu, cuda or auto (cuda when available)
         "mel_weight": 15.0, "commitment_weight": 0.25, "codebook_weight": 1.0,
+        "stft_weight": 0.0,  # multi-resolution STFT (spectral convergence + log magnitude); 0 = off
+        "adversarial_start": None,  # step at which the discriminators join; null = never
+        "adv_weight": 1.0, "fm_weight": 2.0, "disc_lr": None,  # disc_lr null = lr
+        "ema_decay": None,  # e.g. 0.999: validate, keep best and export the EMA weights; null = off
+        "quantizer_dropout": 0.5,  # share of each batch coded with a random prefix of the stages (DAC)
+        "reseed_every": 100, "reseed_threshold": 0.05,  # dead-code re-seeding: period, usage threshold
         "log_every": 25, "valid_every": 500, "save_every": 250,
+        "valid_pesq_clips": 4,  # PESQ / STOI on this many valid clips per validation (0 = off)
+        "tensorboard": True, "progress": True,
     },
+    "discriminator": {"periods": [2, 3, 5, 7, 11], "resolutions": [[2048, 512], [1024, 256], [512, 128]],
+                      "period_channels": 16, "stft_channels": 16},
 }
 
 
@@ -46,165 +69,479 @@ def merge(base: dict, over: dict) -> dict:
 
 
 def load_recipe(path: str | Path) -> dict:
-    return merge(DEFAULTS, yaml.safe_load(Path(path).read_text()) or {})
+    path = Path(path)
+    try:
+        return merge(DEFAULTS, yaml.safe_load(path.read_text()) or {})
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
-class Batches:
-    """Deterministic random crops: batch(step) depends only on (seed, step)."""
-
-    def __init__(self, corpus_dir: str, crop: int, batch_size: int, seed: int):
-        self.corpus = Corpus(corpus_dir, "train")
-        if len(self.corpus) == 0:
-            raise ValueError(f"{corpus_dir}: no train clips")
-        self.crop, self.batch_size, self.seed = crop, batch_size, seed
-        lengths = np.array([min(c["length"], crop) for c in self.corpus.clips], dtype=np.float64)
-        self.weights = lengths / lengths.sum()  # pick clips in proportion to the audio they can give
-
-    def batch(self, step: int) -> torch.Tensor:
-        rng = np.random.default_rng([self.seed, step])
-        out = np.zeros((self.batch_size, 1, self.crop), dtype=np.float32)
-        for b, i in enumerate(rng.choice(len(self.corpus), size=self.batch_size, p=self.weights)):
-            x = self.corpus.audio(i)
-            if len(x) > self.crop:
-                start = rng.integers(0, len(x) - self.crop + 1)
-                x = x[start: start + self.crop]
-            out[b, 0, : len(x)] = loudness_normalize(x, rng.uniform(-30, -16))
-        return torch.from_numpy(out)
-
-
-def valid_set(corpus_dir: str, n_clips: int, frames: int, frame_size: int) -> torch.Tensor:
-    """A fixed set of validation crops (the first `n_clips` valid clips, evenly spaced)."""
-    corpus = Corpus(corpus_dir, "valid")
-    if len(corpus) == 0:
-        return torch.zeros(0, 1, frames * frame_size)
-    idx = np.linspace(0, len(corpus) - 1, min(n_clips, len(corpus))).astype(int)
-    out = torch.zeros(len(idx), 1, frames * frame_size)
-    for j, i in enumerate(idx):
-        x = loudness_normalize(corpus.audio(i)[: frames * frame_size], -23.0)
-        out[j, 0, : len(x)] = torch.from_numpy(x)
-    return out
-
-
-def lr_at(step: int, t: dict) -> float:
+def lr_at(step: int, t: dict, lr: float | None = None) -> float:
     """Linear warm-up, then cosine decay to min_lr_ratio * lr at the last step."""
+    lr = t["lr"] if lr is None else lr
     if step < t["warmup"]:
-        return t["lr"] * (step + 1) / t["warmup"]
+        return lr * (step + 1) / t["warmup"]
     progress = min(1.0, (step - t["warmup"]) / max(1, t["steps"] - t["warmup"]))
-    return t["lr"] * (t["min_lr_ratio"] + (1 - t["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return lr * (t["min_lr_ratio"] + (1 - t["min_lr_ratio"]) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def save_state(out: Path, model: Codec, opt: torch.optim.Optimizer, step: int, recipe: dict) -> None:
-    """Checkpoint: model (package format), optimizer tensors (safetensors), step and RNG (JSON + tensor)."""
-    ckpt = out / "checkpoint"
-    save_pretrained(model, ckpt)
-    tensors, meta = {}, {"step": step, "param_groups": opt.state_dict()["param_groups"]}
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of one step on one rank: dropout and re-seeding draws depend on nothing else."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+# ------------------------------------------------------------------------------------------- state
+def _opt_tensors(opt: torch.optim.Optimizer, prefix: str = "state") -> tuple[dict, list]:
+    tensors = {}
     for idx, state in opt.state_dict()["state"].items():
         for k, v in state.items():
-            tensors[f"state.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    tensors["torch_rng"] = torch.get_rng_state()
-    with atomic_path(ckpt / "optimizer.safetensors") as tmp:
-        save_file(tensors, str(tmp))
-    with atomic_path(ckpt / "trainer.json") as tmp:
-        tmp.write_text(json.dumps(meta))
-    with atomic_path(ckpt / "recipe.yaml") as tmp:
-        tmp.write_text(yaml.safe_dump(recipe))
+            tensors[f"{prefix}.{idx}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    return tensors, opt.state_dict()["param_groups"]
 
 
-def load_state(out: Path, model: Codec, opt: torch.optim.Optimizer) -> int:
-    ckpt = out / "checkpoint"
-    if not (ckpt / "trainer.json").is_file():
-        return 0
-    from .weights import load
-
-    model.load_state_dict(load(ckpt).state_dict())
-    meta = json.loads((ckpt / "trainer.json").read_text())
-    tensors = load_file(str(ckpt / "optimizer.safetensors"))
-    torch.set_rng_state(tensors.pop("torch_rng"))
+def _load_opt(opt: torch.optim.Optimizer, tensors: dict, groups: list, prefix: str = "state", **hyper) -> None:
+    """Restore AdamW moments and groups; `hyper` (betas, weight decay) from the recipe wins over the saved
+    values, so editing them in the recipe of a resumed run takes effect (lr is set at every step anyway)."""
     state: dict = {}
     for key, v in tensors.items():
-        _, idx, k = key.split(".", 2)
-        state.setdefault(int(idx), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    return int(meta["step"])
+        head, idx, k = key.split(".", 2)
+        if head == prefix:
+            state.setdefault(int(idx), {})[k] = v
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as err:
+        raise ValueError(f"optimizer state does not fit the model: {err}") from None
+    for group in opt.param_groups:
+        group.update(hyper)
 
 
-def _best_valid(out: Path) -> float:
+def _save_tensors(path: Path, tensors: dict) -> None:
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+
+
+class Trainer:
+    """One training step of the codec (and, once adversarial training has started, its discriminators).
+
+    `step(wav, step)` takes this process's batch wav (B, 1, T), T a multiple of the frame size, and returns
+    float metrics. Under DDP the nets are wrapped; `model` and `disc` are always the bare modules.
+    """
+
+    def __init__(self, recipe: dict, device: torch.device, ddp: bool = False):
+        t = recipe["train"]
+        self.t, self.device = t, device
+        cfg = CodecConfig.from_dict({**CodecConfig().to_dict(), **recipe["model"]})
+        self.model = Codec(cfg).to(device).train()
+        vq = self.model.quantizer  # plain attributes, not weights: the state_dict keys stay as shipped
+        vq.dropout_prob, vq.reseed_every, vq.reseed_threshold = \
+            float(t["quantizer_dropout"]), int(t["reseed_every"]), float(t["reseed_threshold"])
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
+                                     weight_decay=t["weight_decay"])
+        self.mel = MultiScaleMelLoss(cfg.sample_rate).to(device)
+        self.stft = MultiResolutionSTFTLoss().to(device)
+        self.disc = self.d_opt = None
+        if t["adversarial_start"] is not None:
+            from .discriminators import Discriminators
+
+            self.disc = Discriminators.from_recipe(recipe["discriminator"]).to(device).train()
+            self.d_opt = torch.optim.AdamW(self.disc.parameters(), lr=t["disc_lr"] or t["lr"],
+                                           betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if t["ema_decay"] else None
+        self.net, self.disc_net = self.model, self.disc
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = DDP(self.model, device_ids=ids)
+            if self.disc is not None:
+                self.disc_net = DDP(self.disc, device_ids=ids)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.t["bf16"]))
+
+    def step(self, wav: torch.Tensor, step: int) -> dict:
+        t = self.t
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(step, t)
+        vq = self.model.quantizer
+        reseed_due = (int(vq.calls) + 1) % vq.reseed_every == 0  # this forward re-seeds dead codes
+        before = vq.codebooks.detach().clone() if reseed_due else None
+        with self.autocast():
+            recon, q = self.net(wav)
+        # Only re-seeding changes codebooks in a forward pass: count the entries it replaced (on rank 0,
+        # whose codebooks the other ranks adopt).
+        reseeded = int((vq.codebooks.detach() != before).any(dim=-1).sum()) if reseed_due else None
+        recon = recon.float()  # losses in float32: log spectra of bf16 audio lose the quiet bins
+        mel_loss = self.mel(recon, wav)
+        loss = t["mel_weight"] * mel_loss + t["commitment_weight"] * q.commitment_loss \
+            + t["codebook_weight"] * q.codebook_loss
+        out = {"mel": mel_loss}
+        if reseeded is not None:
+            out["reseeded"] = reseeded
+        if t["stft_weight"]:
+            out["stft"] = self.stft(recon, wav)
+            loss = loss + t["stft_weight"] * out["stft"]
+        if self.disc is not None and step >= t["adversarial_start"]:
+            n = wav.shape[0]
+            for group in self.d_opt.param_groups:
+                group["lr"] = lr_at(step - t["adversarial_start"], t, t["disc_lr"] or t["lr"])
+            # Discriminator step on real vs (detached) decoded audio: one forward, one backward (DDP-safe).
+            self.disc.requires_grad_(True)
+            with self.autocast():
+                d_out = self.disc_net(torch.cat([wav, recon.detach()]))
+            d_loss = discriminator_loss(*_split(d_out, n))
+            self.d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            out["d_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.disc.parameters(), t["grad_clip"])
+            self.d_opt.step()
+            # Generator terms through the updated, frozen discriminator (bare module: no DDP hooks fire).
+            self.disc.requires_grad_(False)
+            with self.autocast():
+                real, fake = _split(self.disc(torch.cat([wav, recon])), n)
+            out.update(d_loss=d_loss, adv=generator_loss(fake), fm=feature_matching_loss(real, fake))
+            loss = loss + t["adv_weight"] * out["adv"] + t["fm_weight"] * out["fm"]
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t["grad_clip"])
+        self.opt.step()
+        self._sync_reseeded_codes()
+        if self.ema is not None:
+            self._update_ema()
+        out.update(loss=loss, commit=q.commitment_loss, codebook=q.codebook_loss, grad_norm=grad_norm,
+                   perplexity_mean=q.perplexity.mean(), perplexity_min=q.perplexity.min())
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
+
+    def _sync_reseeded_codes(self) -> None:
+        """Dead codes are re-seeded from each rank's own batch: take rank 0's so the replicas stay equal."""
+        vq = self.model.quantizer
+        if self.net is not self.model and int(vq.calls) % vq.reseed_every == 0:
+            torch.distributed.broadcast(vq.codebooks.data, 0)
+            torch.distributed.broadcast(vq.usage, 0)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = float(self.t["ema_decay"])
+        for e, p in zip(self.ema.parameters(), self.model.parameters()):
+            e.lerp_(p, 1 - d)
+        for e, b in zip(self.ema.buffers(), self.model.buffers()):
+            e.copy_(b)  # usage statistics and counters are not averaged
+        self.ema._weights_changed()
+
+    @property
+    def eval_model(self) -> Codec:
+        return self.ema if self.ema is not None else self.model
+
+    # --------------------------------------------------------------------------------- checkpoints
+    def save(self, ckpt: Path, step: int, recipe: dict, extra: dict) -> None:
+        """checkpoint/: model (package format), optimizer tensors (safetensors), trainer.json, recipe.yaml;
+        with the discriminators and EMA on, their weights and optimizer beside them.
+
+        Written whole into checkpoint.new/ and swapped in by renames: a run killed mid-save leaves the
+        previous checkpoint (as checkpoint/ or checkpoint.old/), never new weights beside an old step.
+        """
+        new, old = ckpt.with_name(ckpt.name + ".new"), ckpt.with_name(ckpt.name + ".old")
+        shutil.rmtree(new, ignore_errors=True)
+        save_pretrained(self.model, new)
+        tensors, groups = _opt_tensors(self.opt)
+        tensors["torch_rng"] = torch.get_rng_state()  # unused here; format-1 readers expect it
+        _save_tensors(new / "optimizer.safetensors", tensors)
+        meta = {"step": step, "param_groups": groups, "format": 2, **extra}
+        if self.disc is not None:
+            _save_tensors(new / DISC_FILE, self.disc.state_dict())
+            d_tensors, meta["disc_param_groups"] = _opt_tensors(self.d_opt)
+            _save_tensors(new / DISC_OPT_FILE, d_tensors or {"empty": torch.zeros(0)})
+        if self.ema is not None:
+            _save_tensors(new / EMA_FILE, self.ema.state_dict())
+        (new / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+        (new / "trainer.json").write_text(json.dumps(meta))
+        shutil.rmtree(old, ignore_errors=True)
+        if ckpt.exists():
+            ckpt.rename(old)
+        new.rename(ckpt)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load(self, ckpt: Path, log=print) -> dict:
+        """Restore from checkpoint/ (or checkpoint.old/ if a save was cut between its renames); returns
+        trainer.json ({} if there is no checkpoint). Reads format 1 (model + optimizer, written before
+        issue 5) too: what it lacks (discriminators, their optimizer, EMA) starts fresh, and `log` says so."""
+        old = ckpt.with_name(ckpt.name + ".old")
+        if not (ckpt / "trainer.json").is_file():
+            if not (old / "trainer.json").is_file():
+                return {}
+            ckpt = old
+        from .weights import load
+
+        meta = json.loads((ckpt / "trainer.json").read_text())
+        saved = load(ckpt)  # checks the SHA-256
+        mine, theirs = self.model.config.to_dict(), saved.config.to_dict()
+        differ = [k for k in mine if k not in ("name", "training") and mine[k] != theirs[k]]
+        if differ:
+            raise ValueError(f"{ckpt / 'config.json'}: the checkpoint's model differs from the recipe's in "
+                             + ", ".join(f"{k} ({theirs[k]} in the checkpoint, {mine[k]} in the recipe)" for k in differ))
+        self.model.load_state_dict(saved.state_dict())
+        t = self.t
+        tensors = load_file(str(ckpt / "optimizer.safetensors"))
+        tensors.pop("torch_rng", None)  # every step re-seeds from (seed, step, rank) instead
+        _load_opt(self.opt, tensors, meta["param_groups"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
+        fresh = []
+        if self.disc is not None:
+            if (ckpt / DISC_FILE).is_file():
+                try:
+                    self.disc.load_state_dict(load_file(str(ckpt / DISC_FILE)))
+                except RuntimeError as err:
+                    raise ValueError(f"{ckpt / DISC_FILE}: does not fit the recipe's discriminator ({err})") from None
+                d_tensors = load_file(str(ckpt / DISC_OPT_FILE))
+                _load_opt(self.d_opt, {k: v for k, v in d_tensors.items() if k != "empty"}, meta["disc_param_groups"],
+                          betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
+            else:  # adversarial training switched on for a run that had none (e.g. a format-1 checkpoint)
+                fresh.append("discriminators and their optimizer")
+        if self.ema is not None:
+            if (ckpt / EMA_FILE).is_file():
+                self.ema.load_state_dict(load_file(str(ckpt / EMA_FILE)))
+            else:  # EMA switched on for a run that had it off: the average starts at the current weights
+                self.ema.load_state_dict(self.model.state_dict())
+                fresh.append("EMA (from the current weights)")
+        if fresh:
+            log(f"resuming {ckpt} at step {meta['step']}; starting fresh: {'; '.join(fresh)}")
+        return meta
+
+
+def _split(outputs: list, n: int) -> tuple[list, list]:
+    """Discriminator outputs on cat([real, fake]) -> (real outputs, fake outputs), each [(logits, feats)]."""
+    real = [(lg[:n], [f[:n] for f in feats]) for lg, feats in outputs]
+    fake = [(lg[n:], [f[n:] for f in feats]) for lg, feats in outputs]
+    return real, fake
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _best_valid(out: Path, key: str) -> float:
     record = out / "best" / "valid.json"
-    return json.loads(record.read_text())["valid_mel_37"] if record.is_file() else float("inf")
+    if not record.is_file():
+        return float("inf")
+    data = json.loads(record.read_text())
+    return data.get(key, data.get("valid_mel_37", float("inf")))
 
 
-def evaluate(model: Codec, mel: MultiScaleMelLoss, wav: torch.Tensor, depths=(8, 17, 37)) -> dict:
+def evaluate(model: Codec, mel: MultiScaleMelLoss, wav: torch.Tensor, lengths: list[int] | None = None,
+             depths=(8, 17, 37), pesq_clips: int = 0) -> tuple[dict, torch.Tensor]:
+    """Mel distance at each depth on wav (N, 1, T); PESQ (wideband, 16 kHz) and STOI at full depth on the
+    first `pesq_clips` clips, each cut to its true length. Returns (metrics, full-depth decode)."""
+    was_training = model.training
     model.eval()
-    out = {}
+    out, full = {}, None
     with torch.no_grad():
-        for n in depths:
-            codes = model.encode_prepared(wav, n)
-            out[f"valid_mel_{n}"] = float(mel(model.decode(codes), wav))
-    model.train()
+        for n in [d for d in depths if d <= model.n_codebooks] or [model.n_codebooks]:
+            recon = model.decode(model.encode_prepared(wav, n))[..., : wav.shape[-1]]
+            out[f"valid_mel_{n}"] = float(mel(recon, wav))
+            full = recon
+    if pesq_clips and len(wav):
+        out.update(_pesq_stoi(wav, full, lengths or [wav.shape[-1]] * len(wav), pesq_clips, model.sample_rate))
+    model.train(was_training)
+    return out, full
+
+
+def _active_seconds(x: np.ndarray, rate: int, range_db: float = 40.0) -> float:
+    """Seconds of 20 ms frames within `range_db` of the loudest: how much speech a clip holds."""
+    hop = int(0.02 * rate)
+    n = len(x) // hop
+    if n == 0:
+        return 0.0
+    power = np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1)
+    return float(np.sum(power > power.max() * 10 ** (-range_db / 10)) * hop / rate) if power.max() > 0 else 0.0
+
+
+def _pesq_stoi(ref: torch.Tensor, deg: torch.Tensor, lengths: list[int], n: int, rate: int) -> dict:
+    import soxr
+    from pesq import pesq
+    from pystoi import stoi
+
+    p, s = [], []
+    for i in range(min(n, len(ref))):
+        r = ref[i, 0, : lengths[i]].cpu().numpy().astype(np.float64)
+        d = deg[i, 0, : lengths[i]].cpu().numpy().astype(np.float64)
+        if _active_seconds(r, rate) >= 0.5:  # pystoi returns ~1e-5, not an error, on too little speech
+            s.append(stoi(r, d, rate, extended=False))
+        try:  # PESQ refuses clips without detectable speech: skip them, never fail a run over it
+            p.append(pesq(16000, soxr.resample(r, rate, 16000), soxr.resample(d, rate, 16000), "wb"))
+        except Exception:  # noqa: BLE001
+            continue
+    out = {"valid_stoi": float(np.mean(s))} if s else {}
+    if p:
+        out["valid_pesq_wb"] = float(np.mean(p))
     return out
 
 
-def train(recipe: dict, out: str | Path, max_steps: int | None = None, log=print) -> dict:
-    """Run (or resume) the recipe into folder `out`; stops at train.steps or after max_steps more."""
+def _log_media(writer, model: Codec, mel: MultiScaleMelLoss, wav: torch.Tensor, recon: torch.Tensor, step: int) -> None:
+    """Two validation clips to TensorBoard: reference and full-depth audio, and their log-mel images."""
+    for i in range(min(2, len(wav))):
+        for tag, x in (("reference", wav[i]), ("decoded", recon[i])):
+            writer.add_audio(f"clip{i}/{tag}", x.float().cpu().clamp(-1, 1), step, sample_rate=model.sample_rate)
+            spec = mel.log_mel(x[None].float(), 2)[0].flip(0)  # (mels, frames), low frequencies at the bottom
+            image = ((spec - spec.min()) / (spec.max() - spec.min() + 1e-6)).cpu()
+            writer.add_image(f"clip{i}/{tag}_mel", image, step, dataformats="HW")
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def _setup_distributed(t: dict) -> tuple[int, int, torch.device]:
+    """(rank, world, device) from torchrun's environment; a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want = t["device"]
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is cuda but no CUDA device is available")
+    if world == 1:
+        return 0, 1, torch.device(want)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if want == "cuda" else "gloo")
+    device = torch.device(f"cuda:{local}") if want == "cuda" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return torch.distributed.get_rank(), world, device
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop records past the resumed step: logged after the last checkpoint by a run that was stopped, they
+    would be logged again (a torn last line from a kill goes too)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line + "\n")
+        except json.JSONDecodeError:
+            continue
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(keep))
+
+
+def _check_replicas(model: Codec, world: int) -> None:
+    """DDP keeps replicas equal only if nothing rank-local touches the weights: verify it at each save."""
+    if world == 1:
+        return
+    total = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1).to(model.device)
+    gathered = [torch.zeros_like(total) for _ in range(world)]
+    torch.distributed.all_gather(gathered, total)
+    if any(float(g) != float(gathered[0]) for g in gathered):
+        raise RuntimeError(f"DDP replicas diverged: parameter sums {[float(g) for g in gathered]}")
+
+
+def train(recipe: dict, out: str | Path, max_steps: int | None = None, log=print,
+          recipe_path: str | Path | None = None) -> dict:
+    """Run (or resume) the recipe into folder `out`; stops at train.steps or after max_steps more.
+
+    Returns the last logged metrics. Only rank 0 writes to `out`.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t = recipe["train"]
-    torch.manual_seed(t["seed"])
+    t, d = recipe["train"], recipe["data"]
+    if d["corpus"] is None:
+        raise ValueError("recipe data.corpus is not set: a folder written by `codec data prepare`")
+    rank, world, device = _setup_distributed(t)
+    main_rank = rank == 0
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(t["seed"])  # identical initial weights on every rank
     torch.set_num_threads(t["threads"])
-    cfg = CodecConfig.from_dict({**CodecConfig().to_dict(), **recipe["model"]})
-    model = Codec(cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
-    step = load_state(out, model, opt)
-    crop = recipe["data"]["crop_frames"] * cfg.frame_size
-    batches = Batches(recipe["data"]["corpus"], crop, t["batch_size"], t["seed"])
-    valid = valid_set(recipe["data"]["corpus"], recipe["data"]["valid_clips"], 2 * recipe["data"]["crop_frames"],
-                      cfg.frame_size)
-    mel = MultiScaleMelLoss(cfg.sample_rate)
+    trainer = Trainer(recipe, device, ddp=world > 1)
+    model, cfg = trainer.model, trainer.model.config
+    meta = trainer.load(out / "checkpoint", log=log if main_rank else (lambda s: None))
+    step, wall_before = int(meta.get("step", 0)), float(meta.get("wall_s", 0.0))
+    crop = d["crop_frames"] * cfg.frame_size
+    batches = StepBatches(d["corpus"], crop, t["batch_size"], t["seed"], rank, world, d["loudness_db"], d["augment"])
     end = t["steps"] if max_steps is None else min(t["steps"], step + max_steps)
-    log(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params from step {step} to {end}")
-    metrics_file = open(out / "metrics.jsonl", "a")
-    last, tic, audio_s = {}, time.time(), 0.0
-    while step < end:
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, t)
-        wav = batches.batch(step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=t["bf16"]):
-            recon, q = model(wav)
-        mel_loss = mel(recon.float(), wav)
-        loss = t["mel_weight"] * mel_loss + t["commitment_weight"] * q.commitment_loss + t["codebook_weight"] * q.codebook_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t["grad_clip"])
-        opt.step()
+    if step >= t["steps"] and main_rank:
+        log(f"{out / 'checkpoint'} is at step {step}: train.steps = {t['steps']} is done (raise it to go on)")
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(step, end),
+                                         num_workers=d["workers"], prefetch_factor=2 if d["workers"] else None)
+    valid, valid_lengths = valid_crops(d["corpus"], d["valid_clips"], 2 * crop, d["loudness_db"]) if main_rank \
+        else (None, None)
+    valid = valid.to(device) if valid is not None else None
+    full_key = f"valid_mel_{cfg.n_codebooks}"
+    writer = None
+    if main_rank and t["tensorboard"]:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tensorboard"))
+        except ImportError:
+            log("tensorboard is not installed: scalars go to metrics.jsonl only")
+    extra = {"recipe_path": str(Path(recipe_path).resolve()) if recipe_path else None,
+             "recipe_name": Path(recipe_path).parent.name if recipe_path else None, "world_size": world}
+    if main_rank:
+        log(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params from step {step} to {end} "
+            f"on {world} x {device.type}")
+    from tqdm import tqdm
+
+    bar = tqdm(total=end, initial=step, disable=None if (t["progress"] and main_rank) else True,
+               dynamic_ncols=True, desc="train", unit="step", file=sys.stderr)
+    if main_rank:
+        _trim_metrics(out / "metrics.jsonl", step)
+    metrics_file = open(out / "metrics.jsonl", "a") if main_rank else None
+    last, tic, start, audio_s, reseeded = {}, time.time(), time.time(), 0.0, 0
+    for wav in loader:
+        torch.manual_seed(step_seed(t["seed"], step, rank))
+        values = trainer.step(wav.to(device, non_blocking=True), step)
+        reseeded += int(values.get("reseeded", 0))  # codebook entries re-seeded since the last record
         step += 1
-        audio_s += wav.shape[0] * wav.shape[-1] / cfg.sample_rate
+        audio_s += wav.shape[0] * world * wav.shape[-1] / cfg.sample_rate
+        bar.update(1)
         if step % t["log_every"] == 0 or step == end:
+            # Losses are those of the last step (exactly reproducible); nothing averages across ranks.
             speed = audio_s / (time.time() - tic)
-            last = {"step": step, "loss": float(loss), "mel": float(mel_loss), "commit": float(q.commitment_loss.detach()),
-                    "grad_norm": float(grad_norm), "lr": lr_at(step - 1, t), "audio_s_per_s": round(speed, 2),
-                    "perplexity_mean": float(q.perplexity.mean()), "dead_codes": int(model.quantizer.dead_codes().sum())}
-            tic, audio_s = time.time(), 0.0
-            if step % t["valid_every"] == 0 or step == end:
-                last.update(evaluate(model, mel, valid))
-                if "valid_mel_37" in last and last["valid_mel_37"] < _best_valid(out):
-                    save_pretrained(model, out / "best")  # the weights to export: lowest full-depth valid mel
+            last = {"step": step, **{k: values[k] for k in ("loss", "mel")}, "commit": values["commit"],
+                    **{k: values[k] for k in ("stft", "adv", "fm", "d_loss") if k in values},
+                    "grad_norm": values["grad_norm"], "lr": lr_at(step - 1, t), "audio_s_per_s": round(speed, 2),
+                    "perplexity_mean": values["perplexity_mean"], "perplexity_min": values["perplexity_min"],
+                    "dead_codes": int(model.quantizer.dead_codes().sum()), "reseeded": reseeded}
+            tic, audio_s, reseeded = time.time(), 0.0, 0
+            if main_rank and (step % t["valid_every"] == 0 or step == end):
+                scores, recon = evaluate(trainer.eval_model, trainer.mel, valid, valid_lengths,
+                                         pesq_clips=t["valid_pesq_clips"])
+                last.update(scores)
+                if writer is not None and len(valid):
+                    _log_media(writer, model, trainer.mel, valid, recon, step)
+                if full_key in last and last[full_key] < _best_valid(out, full_key):
+                    save_pretrained(trainer.eval_model, out / "best")  # the weights to export
                     (out / "best" / "valid.json").write_text(json.dumps(last) + "\n")
-            metrics_file.write(json.dumps(last) + "\n")
-            metrics_file.flush()
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
+                    (out / "best" / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+            if main_rank:
+                metrics_file.write(json.dumps(last) + "\n")
+                metrics_file.flush()
+                if writer is not None:
+                    for k, v in last.items():
+                        if k != "step":
+                            writer.add_scalar(k, v, step)
+                bar.clear()
+                log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items()))
         if step % t["save_every"] == 0 or step == end:
-            save_state(out, model, opt, step, recipe)
-    metrics_file.close()
+            _check_replicas(model, world)
+            if main_rank:
+                trainer.save(out / "checkpoint", step, recipe, {**extra, "wall_s": wall_before + time.time() - start})
+        if world > 1 and (step % t["valid_every"] == 0 or step == end):
+            torch.distributed.barrier()  # the others wait while rank 0 validates and saves
+    bar.close()
+    if metrics_file is not None:
+        metrics_file.close()
+    if writer is not None:
+        writer.close()
     return last
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="codec train", description=__doc__)
+    p = argparse.ArgumentParser(prog="codec train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="YAML recipe")
     p.add_argument("--out", required=True, help="run folder: checkpoints, metrics; resumed if present")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many more steps")
     args = p.parse_args(argv)
-    train(load_recipe(args.config), args.out, args.max_steps, log=lambda s: print(s, flush=True))
+    try:
+        train(load_recipe(args.config), args.out, args.max_steps, log=lambda s: print(s, flush=True),
+              recipe_path=args.config)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 

@@ -1,102 +1,299 @@
-"""`codec eval`: quality of codecs on held-out speech, one table. Inputs: a prepared corpus folder (its
-`--split`, default test) or a folder of audio files. Codecs: `codec:N` (ours at N codebooks)."""
+"""`codec eval`: bitrate and quality of codecs on the same held-out speech, one table and plots.
+
+    codec eval SOURCE --codec codec:37 --codec codec:17 --codec codec:8 --codec opus:6 --out eval-out
+
+SOURCE: a prepared corpus (its --split, default test), its manifest.jsonl, a folder of audio, a list file or one
+file. Writes OUT/files/<codec>/<clip>.json per clip, OUT/summary.{json,md,csv}, OUT/rate_quality.png and
+OUT/spectrogram.png. Rerunning with the same OUT reuses finished results (resumable). Definitions:
+docs/metrics.md; usage and plugging in your own codec: docs/eval.md.
+"""
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .metrics import METRICS, all_metrics
+from .bitrate import codebook_stats
+from .clips import RATE, Clip, find_clips
+from .codecs import CodecUnavailable, load_plugin, make_codec
+from .metrics import METRICS
+from .run import Worker, init_worker, is_done, result_path, run_in_worker, slug, version_of
 
-
-def load_clips(source: str | Path, split: str = "test", max_clips: int | None = None) -> list[tuple[str, np.ndarray, int]]:
-    """(name, mono float audio, rate) for each clip: evenly spaced over the set when `max_clips` cuts it."""
-    source = Path(source)
-    if (source / "manifest.jsonl").is_file():
-        from codec.data import Corpus
-
-        corpus = Corpus(source, split)
-        idx = range(len(corpus))
-        if max_clips and len(corpus) > max_clips:
-            idx = np.linspace(0, len(corpus) - 1, max_clips).astype(int)
-        return [(Path(corpus.clips[i]["path"]).name, corpus.audio(i), corpus.sample_rate) for i in idx]
-    from codec.audio import read_audio
-    from codec.cli import expand_inputs
-    from codec.audio import AUDIO_SUFFIXES
-
-    files = expand_inputs([str(source)], AUDIO_SUFFIXES)
-    if max_clips and len(files) > max_clips:
-        files = [files[i] for i in np.linspace(0, len(files) - 1, max_clips).astype(int)]
-    out = []
-    for f in files:
-        data, rate = read_audio(f)
-        out.append((f.name, data.mean(axis=0), rate))
-    return out
+HEADERS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR dB",
+           "mel_distance": "mel dist", "stft_distance": "STFT dist", "speaker_sim": "spk sim",
+           "dnsmos_ovrl": "DNSMOS", "dnsmos_sig": "DNSMOS sig", "dnsmos_bak": "DNSMOS bak", "visqol": "ViSQOL",
+           "wer": "WER"}
 
 
-def parse_codec(spec: str) -> int:
-    name, _, depth = spec.partition(":")
-    if name != "codec" or not depth.isdigit():
-        raise ValueError(f"unknown codec {spec!r}: this build evaluates codec:N (ours at N codebooks)")
-    return int(depth)
+def summarize(out: Path, specs: list[str], clips: list[Clip], columns: list[str]) -> dict[str, dict]:
+    """Per codec: bitrates (pooled over clips: total bits / total seconds), the mean of each metric over
+    the clips where it was computable (with that count, the standard error, and why the others were not),
+    delay, and codebook statistics for token codecs."""
+    summary: dict[str, dict] = {}
+    for spec in specs:
+        rows = []
+        for clip in clips:
+            path = result_path(out, spec, clip.id)
+            if path.is_file():
+                rows.append(json.loads(path.read_text()))
+        if not rows:
+            continue
+        seconds = sum(r["seconds"] for r in rows)
+        row: dict = {
+            "files": len(rows), "seconds": round(seconds, 3),
+            "nominal_kbps": rows[0]["nominal_bps"] / 1000,
+            "measured_kbps": 8 * sum(r["bytes"] for r in rows) / seconds / 1000,
+            "payload_kbps": 8 * sum(r["payload_bytes"] for r in rows) / seconds / 1000,
+            "median_delay_ms": float(np.median([r["delay_samples"] for r in rows])) / RATE * 1000,
+        }
+        for col in columns:
+            values = [r["metrics"][col] for r in rows if isinstance(r["metrics"].get(col), (int, float))]
+            row[col] = float(np.mean(values)) if values else None
+            row[f"{col}_n"] = len(values)
+            row[f"{col}_sem"] = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+            reasons = Counter(str(r["metrics"].get(col, "n/a: not computed"))[5:] for r in rows
+                              if not isinstance(r["metrics"].get(col), (int, float)))
+            if reasons:
+                row[f"{col}_not_computable"] = dict(reasons)
+        if "codebook_size" in rows[0]:
+            tokens = [np.load(out / "tokens" / slug(spec) / f"{r['clip']}.npy") for r in rows]
+            stats = codebook_stats(tokens, rows[0]["codebook_size"], rows[0]["frame_rate"])
+            row["entropy_kbps"] = stats["entropy_bitrate"] / 1000
+            row["codebooks"] = stats
+        summary[spec] = row
+    return summary
 
 
-def evaluate(model, clips, depths, progress: bool = True) -> dict[str, dict]:
-    """Mean of each metric per codec over the clips where it is computable, with counts."""
+def _cell(row: dict, col: str, digits: int = 3) -> str:
+    v = row.get(col)
+    if v is None:
+        return "n/a"
+    text = f"{v:.{digits}f}"
+    n = row.get(f"{col}_n")
+    return text if n is None or n == row["files"] else f"{text} ({n})"
+
+
+def table_rows(summary: dict[str, dict], columns: list[str]) -> tuple[list[str], list[list[str]]]:
+    head = ["codec", "nominal kbit/s", "measured kbit/s", "payload kbit/s", "entropy kbit/s", "delay ms"]
+    head += [HEADERS.get(c, c) for c in columns] + ["files"]
+    body = []
+    for spec, row in summary.items():
+        body.append([spec, f"{row['nominal_kbps']:g}", f"{row['measured_kbps']:.3f}", f"{row['payload_kbps']:.3f}",
+                     f"{row['entropy_kbps']:.3f}" if "entropy_kbps" in row else "",
+                     f"{row['median_delay_ms']:.1f}"] + [_cell(row, c, 2 if c == "si_sdr" else 3) for c in columns]
+                    + [str(row["files"])])
+    return head, body
+
+
+def markdown(summary: dict[str, dict], columns: list[str], title: str) -> str:
+    head, body = table_rows(summary, columns)
+    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    lines += ["| " + " | ".join(r) + " |" for r in body]
+    notes = []
+    for spec, row in summary.items():
+        for col in columns:
+            for reason, n in row.get(f"{col}_not_computable", {}).items():
+                notes.append(f"- {spec} {HEADERS.get(col, col)}: {n} file(s) not computable: {reason}")
+    lines += ["", ("Means over files; (n) after a value: the number of files where it was computable, when fewer "
+                   "than all. measured = whole file or stream, payload = codec frames without container or header, "
+                   "entropy = what an ideal per-codebook entropy coder would reach (docs/metrics.md).")]
+    if notes:
+        lines += ["", "Not computable (never averaged in):", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(summary: dict[str, dict], columns: list[str]) -> str:
+    fields = ["codec", "files", "seconds", "nominal_kbps", "measured_kbps", "payload_kbps", "entropy_kbps",
+              "median_delay_ms"] + [f"{c}{s}" for c in columns for s in ("", "_n", "_sem")]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fields, extrasaction="ignore")
+    writer.writeheader()
+    for spec, row in summary.items():
+        writer.writerow({"codec": spec, **{k: v for k, v in row.items() if not isinstance(v, dict)}})
+    return buf.getvalue()
+
+
+def _progress(enabled: bool, total: int):
     from tqdm import tqdm
 
-    rows: dict[str, dict] = {}
-    per_file = []
-    for name, x, rate in tqdm(clips, disable=not progress, desc="eval", leave=False):
-        ref24 = model.prepare(torch.from_numpy(x), rate)
-        for n in depths:
-            codes = model.encode_prepared(ref24, n)
-            deg = model.decode(codes, length=ref24.shape[-1])[0, 0].numpy()
-            m = all_metrics(ref24[0, 0].numpy(), deg, model.sample_rate)
-            per_file.append({"file": name, "codec": f"codec:{n}", **m})
-    for n in depths:
-        key = f"codec:{n}"
-        mine = [r for r in per_file if r["codec"] == key]
-        summary = {"kbit_s": model.config.bitrate(n) / 1000, "files": len(mine)}
-        for metric in METRICS:
-            values = [r[metric] for r in mine if isinstance(r[metric], float)]
-            summary[metric] = float(np.mean(values)) if values else None
-            summary[f"{metric}_n"] = len(values)
-        rows[key] = summary
-    return {"summary": rows, "files": per_file}
+    return tqdm(total=total, disable=not enabled, desc="eval", unit="clip", leave=False, dynamic_ncols=True)
 
 
-def format_table(summary: dict[str, dict]) -> str:
-    cols = list(METRICS)
-    lines = ["| codec | kbit/s | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
-    for key, row in summary.items():
-        cells = []
-        for c in cols:
-            v = row[c]
-            cells.append("n/a" if v is None else f"{v:.3f}" + ("" if row[f"{c}_n"] == row["files"] else f" ({row[f'{c}_n']})"))
-        lines.append(f"| {key} | {row['kbit_s']:.3g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="codec eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="prepared corpus folder or its manifest.jsonl, audio folder, list file, or a file")
+    p.add_argument("--split", default="test", help="corpus split (default test)")
+    p.add_argument("--codec", action="append", metavar="SPEC",
+                   help="codec:N (ours, N codebooks), opus:KBPS, codec2:MODE, speex:KBPS, amrwb:KBPS or a plugin's; "
+                        "repeatable (default: ours at 8, 17, 37 and the classic codecs found here)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="module or .py file that registers your own codec family (docs/eval.md); repeatable")
+    p.add_argument("--model", default=None, help="checkpoint folder or shipped name for codec:N (default: shipped)")
+    p.add_argument("--max-clips", type=int, default=None, help="at most this many clips, spread over the set")
+    p.add_argument("--out", default="eval-out", help="report folder (default eval-out); reused results resume")
+    p.add_argument("--workers", type=int, default=1, help="clips evaluated in parallel processes (default 1)")
+    p.add_argument("--extras", default="", help="model-based metrics: comma list of speaker,dnsmos,visqol,wer or all")
+    p.add_argument("--save-audio", action="store_true", help="keep every decoded file (default: the plotted clip)")
+    p.add_argument("--spectrogram-clip", default=None, help="clip id to plot (default: the first)")
+    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or skip messages")
+    return p
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"codec eval: {msg}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="codec eval", description=__doc__)
-    p.add_argument("source", help="prepared corpus folder or folder of audio")
-    p.add_argument("--split", default="test")
-    p.add_argument("--codec", action="append", default=None, help="codec:N, repeatable (default codec:8, 17, 37)")
-    p.add_argument("--max-clips", type=int, default=None)
-    p.add_argument("--model", default=None)
-    p.add_argument("--json", help="write per-file and summary results here")
-    args = p.parse_args(argv)
-    from codec.weights import load
+    from codec.errors import CodecError
 
-    model = load(args.model)
-    depths = [parse_codec(c) for c in (args.codec or ["codec:8", "codec:17", "codec:37"])]
-    result = evaluate(model, load_clips(args.source, args.split, args.max_clips), depths)
-    print(format_table(result["summary"]))
-    print("\n(n) after a value: files where the metric was computable, when fewer than all")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    return 0
+    args = build_parser().parse_args(argv)
+    if args.max_clips is not None and args.max_clips < 1:
+        print("codec eval: error: --max-clips must be at least 1", file=sys.stderr)
+        return 2
+    from .baselines import DEFAULT_SPECS
+    from .extras import EXTRAS, ExtraUnavailable
+
+    try:
+        for plugin in args.plugin:
+            load_plugin(plugin)
+    except (ImportError, ValueError) as err:
+        print(f"codec eval: error: plugin {err}", file=sys.stderr)
+        return 2
+    extras = list(EXTRAS) if args.extras.strip() == "all" else [e for e in args.extras.split(",") if e.strip()]
+    unknown = [e for e in extras if e not in EXTRAS]
+    if unknown:
+        print(f"codec eval: error: unknown extra {unknown[0]!r} (known: {', '.join(EXTRAS)}, all)", file=sys.stderr)
+        return 2
+    ready_extras = []
+    for name in extras:  # built once here only to check it runs; workers build their own
+        try:
+            EXTRAS[name]()
+            ready_extras.append(name)
+        except (ExtraUnavailable, ImportError, OSError) as err:
+            _say(f"skipping extra {name}: {err}", False)
+
+    explicit = args.codec is not None
+    codecs = {}
+    for spec in args.codec or list(DEFAULT_SPECS):
+        try:
+            codecs[spec] = make_codec(spec, args.model)
+        except CodecUnavailable as err:
+            _say(f"skipping {spec}: {err}", args.quiet and not explicit)
+        except ValueError as err:
+            print(f"codec eval: error: {err}", file=sys.stderr)
+            return 2
+        except CodecError as err:
+            print(f"codec eval: error: {err}", file=sys.stderr)
+            return err.exit_code
+    if not codecs:
+        print("codec eval: error: no codec can run here (see the messages above)", file=sys.stderr)
+        return 1
+
+    try:
+        clips, set_name = find_clips(args.source, args.split, args.max_clips)
+    except CodecError as err:
+        print(f"codec eval: error: {err}", file=sys.stderr)
+        return err.exit_code
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = list(METRICS) + [c for name in ready_extras for c in EXTRAS[name].columns]
+    plot_clip = args.spectrogram_clip or clips[0].id
+    if plot_clip not in {c.id for c in clips}:
+        print(f"codec eval: error: --spectrogram-clip {plot_clip!r} is not among the clips", file=sys.stderr)
+        return 2
+    versions = {spec: version_of(c) for spec, c in codecs.items()}
+    todo = []
+    for clip in clips:
+        pending = [s for s in codecs if not is_done(result_path(out, s, clip.id), versions[s], columns)]
+        if clip.id == plot_clip:  # the plotted clip's audio must exist even when its results were reused
+            pending = [s for s in codecs if s in pending or not (out / "audio" / slug(s) / f"{clip.id}.wav").is_file()]
+        if pending:
+            todo.append((clip, pending))
+    if len(todo) < len(clips):
+        _say(f"reusing finished results for {len(clips) - len(todo)} of {len(clips)} clips in {out}", args.quiet)
+
+    kwargs = dict(out=str(out), model_dir=args.model, plugins=tuple(args.plugin), extras=tuple(ready_extras),
+                  save_audio=True if args.save_audio else (plot_clip,))
+    status = 0
+    show = not args.quiet and sys.stderr.isatty()
+    with _progress(show, len(todo)) as bar:
+        if args.workers <= 1 or len(todo) <= 1:
+            worker = Worker(**kwargs)
+            results = (_safe_eval(worker, clip, specs) for clip, specs in todo)
+            status = _collect(results, bar, args.quiet)
+        else:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # spawn: fresh interpreters, no torch thread pool or open files inherited through fork
+            with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=init_worker,
+                                     initargs=(kwargs,)) as pool:
+                futures = [pool.submit(run_in_worker, clip, specs) for clip, specs in todo]
+                status = _collect((f.result() for f in as_completed(futures)), bar, args.quiet)
+
+    summary = summarize(out, list(codecs), clips, columns)
+    if not summary:
+        print("codec eval: error: no clip could be evaluated", file=sys.stderr)
+        return status or 1
+    title = f"{set_name}: {len(clips)} clips, {sum(r['seconds'] for r in summary.values()) / len(summary):.1f} s"
+    text = markdown(summary, columns, title)
+    (out / "summary.md").write_text(text)
+    (out / "summary.csv").write_text(to_csv(summary, columns))
+    (out / "summary.json").write_text(json.dumps({"set": set_name, "clips": [c.id for c in clips],
+                                                  "versions": versions, "codecs": summary}, indent=1))
+    print(text)
+    if not args.no_plots:
+        try:
+            _plots(out, summary, plot_clip, list(codecs))
+            _say(f"plots: {out / 'rate_quality.png'}, {out / 'spectrogram.png'}", args.quiet)
+        except RuntimeError as err:
+            _say(f"no plots: {err}", False)
+    return status
+
+
+def _safe_eval(worker: Worker, clip: Clip, specs: list[str]) -> list[dict]:
+    from codec.errors import InputError
+
+    try:
+        return worker.evaluate(clip, specs)
+    except InputError as err:
+        return [{"clip": clip.id, "codec": None, "error": str(err), "input_error": True}]
+
+
+def _collect(results, bar, quiet: bool) -> int:
+    """Drain results, print one line per failure; the exit code is the first failure's (3: bad input)."""
+    status = 0
+    for batch in results:
+        for r in batch:
+            if "error" in r:
+                where = f"{r['clip']}" + (f" with {r['codec']}" if r.get("codec") else "")
+                bar.write(f"codec eval: error: {where}: {r['error']}", file=sys.stderr)
+                status = status or (3 if r.get("input_error") else 1)
+        bar.update(1)
+    return status
+
+
+def _plots(out: Path, summary: dict, clip_id: str, specs: list[str]) -> None:
+    import soundfile as sf
+
+    from .plots import rate_quality, spectrograms
+
+    rate_quality(summary, out / "rate_quality.png")
+    wavs = []
+    for label, name in [("reference", "reference")] + [(s, slug(s)) for s in specs if s in summary]:
+        path = out / "audio" / name / f"{clip_id}.wav"
+        if path.is_file():
+            row = summary.get(label, {})
+            tag = f"{label}  {row['payload_kbps']:.2f} kbit/s" if row else label
+            wavs.append((tag, sf.read(path, dtype="float32")[0]))
+    if wavs:
+        spectrograms(wavs, RATE, out / "spectrogram.png", title=f"clip {clip_id}")

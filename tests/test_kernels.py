@@ -437,3 +437,59 @@ def test_interpreter_after_compiled_mode_import():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_forcing_reference_never_calls_triton(monkeypatch, how):
+    # The other direction of forcing: with TRITON_INTERPRET=1 Triton could run, yet "reference" must win.
+    force = {"backend": "reference"} if how == "argument" else {}
+    monkeypatch.setenv("CODEC_KERNELS", "triton" if how == "argument" else "reference")
+    calls = [spy(monkeypatch, tb, name) for name in ("rvq_encode", "rvq_decode", "overlap_add", "overlap_add_stream")]
+    params = rvq_params(2, 50, 8, 16, seed=50)
+    latent = torch.randn(3, 16, generator=torch.Generator().manual_seed(51))
+    codes = kernels.rvq_encode(latent, *params, **force)
+    assert torch.equal(codes, reference.rvq_encode(latent, *params))
+    close(kernels.rvq_decode(codes, *params[2:], **force), reference.rvq_decode(codes, *params[2:]))
+    frames, window = torch.randn(1, 3, 8), sqrt_hann(8)
+    close(kernels.overlap_add(frames, 4, window, **force), reference.overlap_add(frames, 4, window))
+    kernels.overlap_add_stream(frames, 4, window, torch.zeros(1, 4), window[4:] ** 2, **force)
+    assert [len(c) for c in calls] == [0, 0, 0, 0]
+
+
+def test_codec_encode_decode_through_the_dispatcher(monkeypatch, tiny_model):
+    """The whole model (tests/conftest.py tiny_config, 37 x 1024 codebooks) under forced Triton."""
+    from conftest import speech_like
+
+    model = tiny_model
+    wav = torch.from_numpy(speech_like(0.5, seed=3))[None, None]  # 12,000 samples: 7 frames, the last padded
+    with torch.no_grad():
+        latent = model.encoder(model._pad_to_frames(wav)).float()
+    rows = latent.transpose(1, 2).reshape(-1, latent.shape[1])
+    q = model.quantizer
+    params = [p.detach() for p in (q.in_weight, q.in_bias, q.codebooks, q.out_weight, q.out_bias)]
+    _, margin = reference_margins(rows, [p[:12] for p in params])
+    assert margin.min() >= TIE_MARGIN  # this clip has no near-tie, so the codes must agree exactly
+
+    # 12 of the 37 stages: a prefix depth keeps the interpreted search ~3x shorter than all 37.
+    ref_codes = model.encode(wav, 24000, n_codebooks=12, backend="reference")
+    ref_audio = model.decode(ref_codes, backend="reference")
+    calls = {name: spy(monkeypatch, tb, name) for name in ("rvq_encode", "rvq_decode", "overlap_add")}
+    codes = model.encode(wav, 24000, n_codebooks=12, backend="triton")  # forced by argument
+    assert torch.equal(codes, ref_codes)
+    # Forced by the variable: Codec.decode's `backend` reaches the quantizer only, the ISTFT head reads the env.
+    monkeypatch.setenv("CODEC_KERNELS", "triton")
+    audio = model.decode(codes)
+    assert {k: len(v) for k, v in calls.items()} == {"rvq_encode": 1, "rvq_decode": 1, "overlap_add": 1}
+    assert audio.shape == ref_audio.shape == (1, 1, 7 * 1920)
+    close(audio, ref_audio)
+
+
+def test_bench_floors_match_the_documented_hour():
+    # docs/kernels.md quotes these numbers; the formulas live in kernels/bench.py.
+    from codec.kernels.bench import ola_floors, rvq_floors
+
+    (enc, dec), (ola, stream) = rvq_floors(45_000), ola_floors(360_000)
+    assert enc == (61_257_696, 41_825_709_312)
+    assert dec == (60_953_408, 7_672_320_000)
+    assert ola == (1_036_802_880, 432_000_240)
+    assert stream[0] == 4 * 360_000 * 480 + 4 * 480 + 4 * 360_000 * 240 + 2 * 4 * 2 * 240

@@ -1,0 +1,145 @@
+"""`codec export RUN_DIR -o DIR [--which best|last]`: a training run -> an inference checkpoint.
+
+Reads a run folder written by `codec train` (checkpoint/ with the last state, best/ with the weights of
+lowest full-depth validation mel distance, metrics.jsonl), checks the weights' SHA-256, and writes the
+package format (model.safetensors, config.json, model.sha256) with a summary of how the weights were
+made in config.training, which `codec info` prints. Nothing in the run folder is written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from .errors import WeightsError
+from .weights import WEIGHTS_FILE, load, save_pretrained
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise WeightsError(f"{path}: not valid JSON ({err})") from None
+
+
+def _metrics(run: Path) -> list[dict]:
+    """metrics.jsonl records; a torn last line (a run killed mid-write) is skipped."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def pick_source(run: Path, which: str | None) -> Path:
+    """best/ if asked for or (by default) if present, else checkpoint/ ('last')."""
+    best, last = run / "best", run / "checkpoint"
+    if which == "best" or (which is None and (best / WEIGHTS_FILE).is_file()):
+        if not (best / WEIGHTS_FILE).is_file():
+            raise WeightsError(f"{best}: no best checkpoint in this run (no validation has finished yet); "
+                               "use --which last")
+        return best
+    if not (last / WEIGHTS_FILE).is_file():
+        raise WeightsError(f"{last}: no checkpoint in this run folder ({run})")
+    return last
+
+
+def training_summary(run: Path, source: Path, recipe_path: str | Path | None = None) -> dict:
+    """How the weights in `source` were made: flat str/number values, one per `codec info` line."""
+    ckpt = run / "checkpoint"
+    recipe_file = ckpt / "recipe.yaml"
+    recipe = yaml.safe_load(recipe_file.read_text()) if recipe_file.is_file() else None
+    trainer = _read_json(ckpt / "trainer.json") or {}
+    metrics = _metrics(run)
+    summary: dict = {"run": str(run.resolve()), "exported": "best (lowest valid mel, full depth)"
+                     if source.name == "best" else "last checkpoint"}
+    valid = _read_json(source / "valid.json") if source.name == "best" else None
+    if valid is None:  # last checkpoint: the newest validation record at or before its step
+        step = trainer.get("step")
+        valid = next((m for m in reversed(metrics) if any(k.startswith("valid_") for k in m)
+                      and (step is None or m.get("step", 0) <= step)), None)
+    step = (valid or {}).get("step") if source.name == "best" else trainer.get("step")
+    if recipe is not None:
+        t, d = recipe.get("train", {}), recipe.get("data", {})
+        original = recipe_path or trainer.get("recipe_path")  # runs before trainer.json kept it: --recipe
+        summary["recipe"] = str(original) if original else f"{recipe_file.resolve()} (copy saved by the run)"
+        if original:
+            summary["recipe_name"] = f"{Path(original).parent.name}/{Path(original).stem}"
+        if step is not None:
+            summary["steps"] = int(step)
+            crop_s = d.get("crop_frames", 16) * 0.08
+            summary["audio_hours_seen"] = round(int(step) * t.get("batch_size", 0) * crop_s / 3600, 2)
+        summary["batch"] = f"{t.get('batch_size')} x {d.get('crop_frames', 16) * 0.08:.2f} s crops, lr {t.get('lr')}"
+        corpus = d.get("corpus")
+        info = _read_json(Path(corpus) / "summary.json") if corpus else None
+        if info:
+            summary["corpus"] = str(corpus)
+            summary["corpus_sources"] = ", ".join(info.get("sources", []))
+            summary["corpus_hours"] = ", ".join(f"{k} {v}" for k, v in sorted(info.get("hours", {}).items()))
+            summary["holdout_valid"] = ", ".join(info.get("valid", [])) or "none"
+            summary["holdout_test"] = ", ".join(info.get("test", [])) or "none"
+    elif step is not None:
+        summary["steps"] = int(step)
+    for k, v in (valid or {}).items():
+        if k.startswith("valid_"):
+            summary[k] = round(float(v), 4)
+    if "wall_s" in trainer:
+        summary["wall_hours"] = round(trainer["wall_s"] / 3600, 2)
+    elif metrics and recipe is not None:
+        # Older runs record no wall time; each log line gives its interval's speed, so sum the intervals.
+        audio_per_step = recipe["train"]["batch_size"] * recipe["data"].get("crop_frames", 16) * 0.08
+        wall, prev = 0.0, 0
+        for m in metrics:
+            if m.get("audio_s_per_s"):
+                wall += (m["step"] - prev) * audio_per_step / m["audio_s_per_s"]
+                prev = m["step"]
+        summary["wall_hours_estimated"] = round(wall / 3600, 2)
+    return summary
+
+
+def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, name: str | None = None,
+           recipe_path: str | Path | None = None) -> Path:
+    """Write the inference checkpoint of run `run_dir` into `out_dir`; returns `out_dir`."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise WeightsError(f"{run}: not a training run folder")
+    if which not in (None, "best", "last"):
+        raise ValueError(f"--which must be best or last, got {which!r}")
+    source = pick_source(run, which)
+    model = load(source)  # verifies the checksum and that the weights fit the config
+    model.config.training = training_summary(run, source, recipe_path)
+    if name:
+        model.config.name = name
+    out = Path(out_dir)
+    if out.resolve() == source.resolve():
+        raise ValueError(f"{out}: export would overwrite its own source")
+    return save_pretrained(model, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="codec export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="run folder written by codec train --out")
+    p.add_argument("-o", "--output", required=True, help="folder to write the inference checkpoint into")
+    p.add_argument("--which", choices=["best", "last"], default=None,
+                   help="best: lowest valid mel; last: newest checkpoint (default: best if present)")
+    p.add_argument("--name", default=None, help="model name to record in config.json (default: keep)")
+    p.add_argument("--recipe", default=None,
+                   help="the recipe file the run was started from, to record (default: as the run recorded it)")
+    args = p.parse_args(argv)
+    out = export(args.run, args.output, args.which, args.name, args.recipe)
+    from .cli import describe
+
+    print(describe(load(out)))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0

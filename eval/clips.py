@@ -1,0 +1,98 @@
+"""The held-out clips an evaluation runs on: a prepared corpus (one split), a manifest, a folder or files.
+
+A Clip is a small picklable description (an id and where its audio lives) so worker processes load the audio
+themselves; ids are stable across runs, which is what makes a report resumable.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from codec.errors import InputError
+
+RATE = 24000  # every comparison happens at the model rate (docs/metrics.md)
+
+
+@lru_cache(maxsize=4)
+def _corpus(path: str, split: str | None):
+    """One open (memory-mapped) corpus per process: its manifest is parsed once, not once per clip."""
+    from codec.data import Corpus
+
+    return Corpus(path, split)
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str  # stable, file-name safe
+    path: str  # the audio file, or the corpus folder when index is set
+    index: int | None = None  # clip number inside a prepared corpus split
+    split: str | None = None
+
+    def load(self) -> np.ndarray:
+        """Mono float64 [T] at 24 kHz. Raises InputError naming the file when it is unusable."""
+        if self.index is not None:
+            corpus = _corpus(self.path, self.split)
+            x, rate = corpus.audio(self.index).astype(np.float64), corpus.sample_rate
+        else:
+            from codec.audio import read_audio
+
+            data, rate = read_audio(self.path)
+            x = data.mean(axis=0).astype(np.float64)
+        if rate != RATE:
+            import soxr
+
+            x = soxr.resample(x, rate, RATE, quality="HQ")
+        return x
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "clip"
+
+
+def _spread(items: list, max_clips: int | None) -> list:
+    """At most max_clips items, evenly spaced over the list (every speaker, not the first few)."""
+    if not max_clips or len(items) <= max_clips:
+        return items
+    return [items[i] for i in np.linspace(0, len(items) - 1, max_clips).round().astype(int)]
+
+
+def find_clips(source: str | Path, split: str = "test", max_clips: int | None = None) -> tuple[list[Clip], str]:
+    """(clips, a name for the set). `source`: a prepared corpus folder (manifest.jsonl + samples.npy: its
+    `split`), a manifest.jsonl of such a corpus, a text file listing audio paths (one a line), an audio folder
+    (searched recursively) or one audio file."""
+    from codec.audio import AUDIO_SUFFIXES
+
+    path = Path(source)
+    if path.name == "manifest.jsonl" and path.is_file():
+        path = path.parent
+    if (path / "manifest.jsonl").is_file() and (path / "samples.npy").is_file():
+        with open(path / "manifest.jsonl") as f:
+            records = [json.loads(line) for line in f]
+        chosen = [r for r in records if r["split"] == split]
+        if not chosen:
+            splits = sorted({r["split"] for r in records})
+            raise InputError(f"{path}: corpus has no clips in split {split!r} (splits: {', '.join(splits)})")
+        sources = sorted({str(r.get("source", "?")) for r in chosen})
+        clips = [Clip(f"{i:05d}_{_safe(Path(r['path']).stem)}", str(path), i, split) for i, r in enumerate(chosen)]
+        return _spread(clips, max_clips), f"{path.name}:{split} ({', '.join(sources)})"
+    if path.is_file() and path.suffix.lower() in {".txt", ".lst", ".list"}:
+        files = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+        root = None
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        if not files:
+            raise InputError(f"{path}: folder holds no audio files ({'/'.join(sorted(AUDIO_SUFFIXES))})")
+        root = path
+    elif path.is_file():
+        files, root = [path], path.parent
+    else:
+        raise InputError(f"{path}: no such file or folder")
+    files = _spread(files, max_clips)
+    clips = [Clip(_safe(str(f.relative_to(root).with_suffix("")) if root else f"{i:05d}_{f.stem}"), str(f))
+             for i, f in enumerate(files)]
+    return clips, path.name

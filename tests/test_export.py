@@ -1,0 +1,79 @@
+"""`codec export`: a run folder (as the trainer writes it) -> an inference checkpoint with its history."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import codec
+from codec.cli import main
+from codec.errors import WeightsError
+from codec.weights import save_pretrained
+
+from conftest import tiny_config
+
+
+def make_run(root: Path, corpus: Path, with_best: bool = True) -> tuple[Path, codec.Codec, codec.Codec]:
+    """A run folder in the layout of the trainer that wrote /work/runs/default: checkpoint/ (package
+    format + trainer.json + recipe.yaml), best/ (package format + valid.json), metrics.jsonl."""
+    corpus.mkdir(parents=True, exist_ok=True)
+    (corpus / "summary.json").write_text(json.dumps({
+        "sample_rate": 24000, "sources": ["a", "b"], "valid": ["b/x"], "test": ["c"],
+        "hours": {"train": 5.9, "valid": 0.4}}))
+    torch.manual_seed(0)
+    last, best = codec.Codec(tiny_config()), codec.Codec(tiny_config())
+    run = root / "run"
+    save_pretrained(last, run / "checkpoint")
+    (run / "checkpoint" / "trainer.json").write_text(json.dumps({"step": 500, "param_groups": []}))
+    recipe = {"data": {"corpus": str(corpus), "crop_frames": 16}, "train": {"batch_size": 16, "lr": 4e-4}}
+    (run / "checkpoint" / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    lines = [{"step": 250, "loss": 9.0, "audio_s_per_s": 8.0},
+             {"step": 250, "loss": 9.0, "audio_s_per_s": 8.0, "valid_mel_8": 1.5, "valid_mel_37": 1.2},
+             {"step": 500, "loss": 8.0, "audio_s_per_s": 16.0, "valid_mel_8": 1.6, "valid_mel_37": 1.3}]
+    # a torn last line, as a run killed mid-write leaves it
+    (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in lines) + '{"step": 5')
+    if with_best:
+        save_pretrained(best, run / "best")
+        (run / "best" / "valid.json").write_text(json.dumps(lines[1]) + "\n")
+    return run, last, best
+
+
+def test_export_best_records_how_it_was_trained(tmp_path, capsys):
+    run, _, best = make_run(tmp_path, tmp_path / "corpus")
+    assert main(["export", str(run), "-o", str(tmp_path / "out"), "--recipe", "recipes/debian-speech/default.yaml"]) == 0
+    model = codec.load(tmp_path / "out")
+    assert model.checksum == best.checksum  # the best weights, unchanged
+    tr = model.config.training
+    assert tr["steps"] == 250 and tr["exported"].startswith("best") and tr["recipe_name"] == "debian-speech/default"
+    assert tr["audio_hours_seen"] == round(250 * 16 * 1.28 / 3600, 2)
+    assert tr["corpus_sources"] == "a, b" and tr["holdout_valid"] == "b/x" and tr["holdout_test"] == "c"
+    assert tr["valid_mel_37"] == 1.2 and tr["valid_mel_8"] == 1.5
+    # wall time from the logged speeds: 250 steps * 20.48 s / 8 + 250 * 20.48 / 16 (the valid line repeats step 250)
+    assert tr["wall_hours_estimated"] == round((250 * 20.48 / 8 + 250 * 20.48 / 16) / 3600, 2)
+    assert main(["info", "--model", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "audio_hours_seen" in out and "valid_mel_37" in out and "corpus_sources" in out
+
+
+def test_export_last_and_default_without_best(tmp_path):
+    run, last, _ = make_run(tmp_path, tmp_path / "corpus", with_best=False)
+    assert main(["export", str(run), "-o", str(tmp_path / "out")]) == 0
+    model = codec.load(tmp_path / "out")
+    assert model.checksum == last.checksum
+    tr = model.config.training
+    assert tr["steps"] == 500 and tr["valid_mel_37"] == 1.3  # the validation at the checkpoint's step
+    with pytest.raises(WeightsError, match="best"):
+        from codec.export import export
+
+        export(run, tmp_path / "out2", which="best")
+
+
+def test_export_names_a_damaged_checkpoint(tmp_path):
+    run, _, _ = make_run(tmp_path, tmp_path / "corpus")
+    weights = run / "best" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert main(["export", str(run), "-o", str(tmp_path / "out")]) == 5
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,78 @@
+"""Checkpoint compatibility: the trainer resumes folders written before issue 5 (format 1), survives a save
+cut between its renames, and names the file when a checkpoint does not fit the recipe."""
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from codec.train import Trainer, train
+from codec.weights import save_pretrained
+
+from test_train import make_corpus, tiny_recipe
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def write_format1(out, recipe: dict, step: int) -> Trainer:
+    """A checkpoint exactly as the first trainer's save_state wrote it (commit 7cf2362): the package-format
+    model, AdamW tensors 'state.{i}.{k}' plus 'torch_rng', trainer.json {step, param_groups}, recipe.yaml."""
+    trainer = Trainer(recipe, torch.device("cpu"))
+    wav = torch.randn(2, 1, 4 * 1920) * 0.1
+    for s in range(step):  # give the optimizer real moments to restore
+        trainer.step(wav, s)
+    ckpt = out / "checkpoint"
+    save_pretrained(trainer.model, ckpt)
+    tensors = {f"state.{i}.{k}": (v if torch.is_tensor(v) else torch.tensor(v))
+               for i, st in trainer.opt.state_dict()["state"].items() for k, v in st.items()}
+    tensors["torch_rng"] = torch.get_rng_state()
+    save_file(tensors, str(ckpt / "optimizer.safetensors"))
+    (ckpt / "trainer.json").write_text(json.dumps({"step": step, "param_groups": trainer.opt.state_dict()["param_groups"]}))
+    (ckpt / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return trainer
+
+
+def test_format1_checkpoint_resumes_with_discriminators_and_ema_starting_fresh(tmp_path, corpus):
+    legacy = tiny_recipe(corpus, steps=10)
+    old = write_format1(tmp_path / "run", legacy, step=3)
+    recipe = tiny_recipe(corpus, steps=10, adversarial_start=0, ema_decay=0.9, valid_every=5, save_every=5)
+    recipe["discriminator"].update(period_channels=4, stft_channels=4)
+    lines = []
+    train(recipe, tmp_path / "run", max_steps=2, log=lines.append)
+    assert any("resuming" in l and "step 3" in l and "discriminators" in l and "EMA" in l for l in lines), lines
+    records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [4, 5] and all("adv" in r for r in records)
+    ckpt = tmp_path / "run" / "checkpoint"
+    meta = json.loads((ckpt / "trainer.json").read_text())
+    assert meta["step"] == 5 and meta["format"] == 2
+    for name in ("discriminator.safetensors", "disc_optimizer.safetensors", "ema.safetensors"):
+        assert (ckpt / name).is_file(), name
+    # The AdamW moments came from the old file: its step counter went on from 3, not from 0.
+    assert float(load_file(str(ckpt / "optimizer.safetensors"))["state.0.step"]) == 3 + 2
+    assert float(old.opt.state_dict()["state"][0]["step"]) == 3
+
+
+def test_a_save_cut_between_its_renames_resumes_from_the_previous_checkpoint(tmp_path, corpus):
+    recipe = tiny_recipe(corpus, steps=4, save_every=2, valid_every=4)
+    train(recipe, tmp_path / "run", max_steps=2, log=lambda s: None)
+    ckpt = tmp_path / "run" / "checkpoint"
+    ckpt.rename(tmp_path / "run" / "checkpoint.old")  # killed after moving the old one aside ...
+    (tmp_path / "run" / "checkpoint.new").mkdir()  # ... with a half-written new one beside it
+    (tmp_path / "run" / "checkpoint.new" / "model.safetensors").write_bytes(b"torn")
+    train(recipe, tmp_path / "run", log=lambda s: None)
+    assert json.loads((ckpt / "trainer.json").read_text())["step"] == 4
+    assert not (tmp_path / "run" / "checkpoint.new").exists() and not (tmp_path / "run" / "checkpoint.old").exists()
+    steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_resuming_with_another_model_names_the_file_and_the_fields(tmp_path, corpus):
+    train(tiny_recipe(corpus, steps=1, valid_every=1), tmp_path / "run", log=lambda s: None)
+    other = tiny_recipe(corpus, steps=2)
+    other["model"] = {**other["model"], "latent_dim": 16}
+    with pytest.raises(ValueError, match=r"checkpoint/config.json.*latent_dim \(32 in the checkpoint, 16 in the recipe\)"):
+        train(other, tmp_path / "run", log=lambda s: None)
