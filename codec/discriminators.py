@@ -57,19 +57,20 @@ class STFTDiscriminator(nn.Module):
     wav (B, 1, T) -> logits (B, 1, frames, bins'), features [(B, C, frames, bins_i)].
     """
 
-    def __init__(self, n_fft: int, hop: int, channels: int = 16, max_channels: int = 128, layers: int = 3):
+    def __init__(self, n_fft: int, hop: int, channels: int = 16, layers: int = 3):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        widths = _widths(channels, layers + 1, max_channels)
-        convs = [weight_norm(nn.Conv2d(2, widths[0], (3, 9), padding=(1, 4)))]
+        # Constant width (as EnCodec's 32 filters): these convs run over every (frame, bin), so doubling the
+        # width per layer, as the period discriminators do, made each resolution cost ~10x the codec's step.
+        convs = [weight_norm(nn.Conv2d(2, channels, (3, 9), padding=(1, 4)))]
         for i in range(layers):
             d = 2 ** i  # time dilation 1, 2, 4: a wide temporal view at no extra cost
-            convs.append(weight_norm(nn.Conv2d(widths[i], widths[i + 1], (3, 9), stride=(1, 2), dilation=(d, 1),
+            convs.append(weight_norm(nn.Conv2d(channels, channels, (3, 9), stride=(1, 2), dilation=(d, 1),
                                                padding=(d, 4))))
-        convs.append(weight_norm(nn.Conv2d(widths[-1], widths[-1], (3, 3), padding=(1, 1))))
+        convs.append(weight_norm(nn.Conv2d(channels, channels, (3, 3), padding=(1, 1))))
         self.convs = nn.ModuleList(convs)
-        self.out = weight_norm(nn.Conv2d(widths[-1], 1, (3, 3), padding=(1, 1)))
+        self.out = weight_norm(nn.Conv2d(channels, 1, (3, 3), padding=(1, 1)))
 
     def forward(self, wav: torch.Tensor) -> Output:
         # The STFT in float32 even under autocast: bf16 spectra lose the quiet bins entirely.

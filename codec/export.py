@@ -117,7 +117,18 @@ def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, n
         raise ValueError(f"--which must be best or last, got {which!r}")
     source = pick_source(run, which)
     model = load(source)  # verifies the checksum and that the weights fit the config
-    model.config.training = training_summary(run, source, recipe_path)
+    summary = training_summary(run, source, recipe_path)
+    ema = source / "ema.safetensors"  # best/ already holds the EMA weights when the run kept them
+    if source.name != "best" and ema.is_file():
+        from safetensors.torch import load_file
+
+        try:
+            model.load_state_dict(load_file(str(ema)))
+        except RuntimeError as err:
+            raise WeightsError(f"{ema}: does not fit the model ({err})") from None
+        model._weights_changed()
+        summary["exported"] += " (EMA weights)"
+    model.config.training = summary
     if name:
         model.config.name = name
     out = Path(out_dir)

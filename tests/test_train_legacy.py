@@ -76,3 +76,18 @@ def test_resuming_with_another_model_names_the_file_and_the_fields(tmp_path, cor
     other["model"] = {**other["model"], "latent_dim": 16}
     with pytest.raises(ValueError, match=r"checkpoint/config.json.*latent_dim \(32 in the checkpoint, 16 in the recipe\)"):
         train(other, tmp_path / "run", log=lambda s: None)
+
+
+def test_export_of_a_run_with_ema_ships_the_ema_weights(tmp_path, corpus):
+    from codec.export import export
+    from codec.weights import load
+
+    run = tmp_path / "run"
+    train(tiny_recipe(corpus, steps=2, ema_decay=0.5, valid_every=2), run, log=lambda s: None)
+    out = export(run, tmp_path / "out", which="last")
+    model, ema = load(out), load_file(str(run / "checkpoint" / "ema.safetensors"))
+    assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
+    assert not torch.equal(model.state_dict()["decoder.head.proj.weight"],
+                           load(run / "checkpoint").state_dict()["decoder.head.proj.weight"])  # not the raw weights
+    assert model.config.training["exported"] == "last checkpoint (EMA weights)"
+    assert model.config.training["steps"] == 2
