@@ -16,6 +16,12 @@ from .errors import InputError
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64"}
 
 
+def audio_files(folder: str | Path, suffixes=AUDIO_SUFFIXES) -> list[Path]:
+    """The files below `folder` (recursive) whose suffix is in `suffixes`, sorted: one listing rule for the
+    CLI, `codec tokenize` and `codec eval`."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+
+
 def as_batch(wav) -> torch.Tensor:
     """[T], [C, T] or [B, C, T] (tensor or array) -> float32 tensor [B, C, T]."""
     wav = torch.as_tensor(np.asarray(wav) if not isinstance(wav, torch.Tensor) else wav)

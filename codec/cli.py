@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AUDIO_SUFFIXES
+from .audio import AUDIO_SUFFIXES, audio_files
 from .errors import CodecError, InputError
 
 CODES_SUFFIX = ".codes"
@@ -26,7 +26,7 @@ def expand_inputs(items: list[str], suffixes: set[str]) -> list[Path]:
     for item in items:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+            found = audio_files(path, suffixes)
             if not found:
                 raise InputError(f"{path}: folder holds no {'/'.join(sorted(suffixes))} files")
             out += found

@@ -44,7 +44,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .audio import AUDIO_SUFFIXES, atomic_path, read_audio
+from .audio import AUDIO_SUFFIXES, atomic_path, audio_files, read_audio
 from .errors import CodecError, InputError
 
 INDEX_FILE, PLAN_FILE = "index.json", "plan.json"
@@ -92,7 +92,7 @@ def list_items(inputs: list[str]) -> list[Item]:
         if src.is_dir() and (src / SAMPLES_FILE).is_file() and (src / MANIFEST_FILE).is_file():
             found += _corpus_items(src)
         elif src.is_dir():
-            files = sorted(p for p in src.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            files = audio_files(src)
             if not files:
                 raise InputError(f"{src}: folder holds no {'/'.join(sorted(AUDIO_SUFFIXES))} files")
             found += [dict(source=str(p), path=p) for p in files]

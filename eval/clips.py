@@ -65,7 +65,7 @@ def find_clips(source: str | Path, split: str = "test", max_clips: int | None = 
     """(clips, a name for the set). `source`: a prepared corpus folder (manifest.jsonl + samples.npy: its
     `split`), a manifest.jsonl of such a corpus, a text file listing audio paths (one a line), an audio folder
     (searched recursively) or one audio file."""
-    from codec.audio import AUDIO_SUFFIXES
+    from codec.audio import AUDIO_SUFFIXES, audio_files
 
     path = Path(source)
     if path.name == "manifest.jsonl" and path.is_file():
@@ -84,7 +84,7 @@ def find_clips(source: str | Path, split: str = "test", max_clips: int | None = 
         files = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
         root = None
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        files = audio_files(path)
         if not files:
             raise InputError(f"{path}: folder holds no audio files ({'/'.join(sorted(AUDIO_SUFFIXES))})")
         root = path

@@ -32,7 +32,8 @@ STFT_SCALES = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))
 STFT_FLOOR = 1e-7 ** 0.5  # Parallel WaveGAN clamps power at 1e-7 before the square root
 
 
-def _to(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+def to_rate(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """(T,) at `rate` -> float64 (T',) at `target` (soxr HQ); unchanged when the rates agree."""
     x = np.asarray(x, dtype=np.float64)
     return x if rate == target else soxr.resample(x, rate, target, quality="HQ")
 
@@ -49,7 +50,7 @@ def pesq(ref: np.ndarray, deg: np.ndarray, rate: int, mode: str = "wb") -> float
     from pesq import pesq as _pesq
 
     target = {"wb": 16000, "nb": 8000}[mode]
-    ref, deg = _same_length(_to(ref, rate, target), _to(deg, rate, target))
+    ref, deg = _same_length(to_rate(ref, rate, target), to_rate(deg, rate, target))
     if len(ref) < PESQ_MIN_SECONDS * target:
         raise NotComputable(f"PESQ needs at least {PESQ_MIN_SECONDS} s, got {len(ref) / target:.2f} s")
     if not np.any(ref):
@@ -105,7 +106,7 @@ def _magnitude(x: np.ndarray, n_fft: int, hop: int, win: int | None = None) -> n
 def mel_distance(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
     """Mean over MEL_SCALES of the mean |log10 mel(deg) - log10 mel(ref)| at 24 kHz (magnitude mel, Slaney
     filters 0-12 kHz, floor 1e-5). 0 for identical signals; larger is worse."""
-    ref, deg = _same_length(_to(ref, rate, MEL_RATE), _to(deg, rate, MEL_RATE))
+    ref, deg = _same_length(to_rate(ref, rate, MEL_RATE), to_rate(deg, rate, MEL_RATE))
     need = max(s[0] for s in MEL_SCALES) // 2 + 1  # reflect padding needs half a window
     if len(ref) < need:
         raise NotComputable(f"mel distance needs at least {need} samples at 24 kHz")
@@ -121,7 +122,7 @@ def mel_distance(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
 def stft_distance(ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
     """Multi-resolution STFT distance (Yamamoto et al. 2020, Parallel WaveGAN): mean over STFT_SCALES of
     spectral convergence ||S_ref - S_deg||_F / ||S_ref||_F plus mean |ln S_ref - ln S_deg|, at 24 kHz."""
-    ref, deg = _same_length(_to(ref, rate, STFT_RATE), _to(deg, rate, STFT_RATE))
+    ref, deg = _same_length(to_rate(ref, rate, STFT_RATE), to_rate(deg, rate, STFT_RATE))
     if not np.any(ref):
         raise NotComputable("STFT distance is undefined for a silent reference")
     need = max(s[0] for s in STFT_SCALES) // 2 + 1  # reflect padding needs half a window

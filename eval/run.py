@@ -7,16 +7,16 @@ checksum) and its columns match what is asked for.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
-import soxr
+
+from codec.audio import atomic_path
 
 from .align import MAX_DELAY_S, align
 from .clips import RATE, Clip
 from .codecs import SpeechCodec, load_plugin, make_codec
-from .metrics import NotComputable, all_metrics
+from .metrics import NotComputable, all_metrics, to_rate
 
 EXTRA_RATE = 16000
 
@@ -37,10 +37,8 @@ def version_of(codec: SpeechCodec) -> str:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)  # atomic: a killed run never leaves half a JSON that looks finished
+    with atomic_path(path) as tmp:  # a killed run never leaves half a JSON that looks finished
+        tmp.write_text(json.dumps(data, indent=1))
 
 
 def is_done(path: Path, version: str, columns: list[str]) -> bool:
@@ -49,10 +47,6 @@ def is_done(path: Path, version: str, columns: list[str]) -> bool:
     except (OSError, ValueError):
         return False
     return data.get("version") == version and all(c in data.get("metrics", {}) for c in columns)
-
-
-def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
-    return x if rate == target else soxr.resample(np.asarray(x, np.float64), rate, target, quality="HQ")
 
 
 def payload_bytes(codec: SpeechCodec, data: bytes) -> int:
@@ -105,7 +99,7 @@ class Worker:
         import soundfile as sf
 
         ref = clip.load()
-        ref16 = _resample(ref, RATE, EXTRA_RATE) if self.extras else None
+        ref16 = to_rate(ref, RATE, EXTRA_RATE) if self.extras else None
         info = self._reference_info(clip, ref16) if self.extras else {}
         keep_audio = self.save_audio is True or clip.id in (self.save_audio or ())
         if keep_audio:
@@ -123,9 +117,9 @@ class Worker:
         import soundfile as sf
 
         codec = self.codec(spec)
-        x = _resample(ref, RATE, codec.sample_rate)
+        x = to_rate(ref, RATE, codec.sample_rate)
         data = codec.encode(x)
-        y = _resample(np.asarray(codec.decode(data, len(x)), np.float64), codec.sample_rate, RATE)
+        y = to_rate(np.asarray(codec.decode(data, len(x)), np.float64), codec.sample_rate, RATE)
         aligned, delay = align(ref, y, RATE, self.max_delay_s)
         seconds = len(ref) / RATE
         result = {
@@ -135,7 +129,7 @@ class Worker:
             "metrics": all_metrics(ref, aligned, RATE),
         }
         if self.extras:
-            deg16 = _resample(aligned, RATE, EXTRA_RATE)
+            deg16 = to_rate(aligned, RATE, EXTRA_RATE)
             for extra in self.extras:
                 ref_info = info.get(extra.name, {})
                 try:
