@@ -15,6 +15,7 @@ import numpy as np
 
 from .audio import AUDIO_SUFFIXES, audio_files
 from .errors import CodecError, InputError
+from .progress import progress_bar
 
 CODES_SUFFIX = ".codes"
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
@@ -51,12 +52,6 @@ def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Pa
     return [out / (p.stem + suffix) for p in inputs]
 
 
-def _progress(enabled: bool, **kw):
-    from tqdm import tqdm
-
-    return tqdm(disable=not enabled, leave=False, dynamic_ncols=True, **kw)
-
-
 def cmd_encode(args, model) -> int:
     from .streaming_io import encode_file
 
@@ -64,7 +59,7 @@ def cmd_encode(args, model) -> int:
     outputs = output_paths(inputs, args.output, CODES_SUFFIX)
     status = 0
     show = not args.quiet and sys.stderr.isatty()
-    for src, dst in zip(_progress(show and len(inputs) > 1, iterable=inputs, desc="files", unit="file"), outputs):
+    for src, dst in zip(progress_bar(show and len(inputs) > 1, iterable=inputs, desc="files", unit="file"), outputs):
         try:
             encode_file(model, src, dst, n_codebooks=args.n_codebooks, mono=not args.keep_channels,
                         chunk_seconds=args.chunk_seconds, bf16=args.bf16, progress=show)
@@ -90,7 +85,7 @@ def cmd_decode(args, model) -> int:
     outputs = output_paths(inputs, args.output, ".wav")
     status = 0
     show = not args.quiet and sys.stderr.isatty()
-    for src, dst in zip(_progress(show and len(inputs) > 1, iterable=inputs, desc="files", unit="file"), outputs):
+    for src, dst in zip(progress_bar(show and len(inputs) > 1, iterable=inputs, desc="files", unit="file"), outputs):
         try:
             decode_file(model, src, dst, chunk_frames=args.chunk_frames, bf16=args.bf16, progress=show)
             if not args.quiet:

@@ -20,21 +20,26 @@ class QuantizerOutput:
     codes: torch.Tensor  # (B, n, F)
     commitment_loss: torch.Tensor  # pulls encoder outputs towards their codes
     codebook_loss: torch.Tensor  # pulls codes towards encoder outputs
+    residual_loss: torch.Tensor  # each stage's output fits the residual it codes, relative to the latent power
     perplexity: torch.Tensor  # (n,) per-stage codebook perplexity in this batch
 
 
 class ResidualVQ(nn.Module):
     def __init__(self, dim: int, n_codebooks: int, codebook_size: int, codebook_dim: int,
-                 dropout_prob: float = 0.5, reseed_every: int = 100, reseed_threshold: float = 0.05):
+                 dropout_prob: float = 0.5, reseed_every: int = 100, reseed_threshold: float = 0.05,
+                 codebook_rate: float = 0.1):
         super().__init__()
         self.n_codebooks, self.codebook_size = n_codebooks, codebook_size
-        self.dropout_prob = dropout_prob
+        self.dropout_prob, self.codebook_rate = dropout_prob, codebook_rate
         self.reseed_every, self.reseed_threshold = reseed_every, reseed_threshold
-        scale = dim ** -0.5
-        self.in_weight = nn.Parameter(torch.randn(n_codebooks, codebook_dim, dim) * scale)
+        # Each stage starts as an orthogonal projection onto a random codebook_dim-dimensional subspace
+        # (out_weight @ in_weight = P): coding the residual's coordinates there can only shrink it, so no
+        # stage starts out adding error that a later one must undo.
+        basis = torch.linalg.qr(torch.randn(n_codebooks, dim, codebook_dim)).Q  # (n, D, d), orthonormal columns
+        self.in_weight = nn.Parameter(basis.transpose(1, 2).contiguous())
         self.in_bias = nn.Parameter(torch.zeros(n_codebooks, codebook_dim))
         self.codebooks = nn.Parameter(torch.randn(n_codebooks, codebook_size, codebook_dim))
-        self.out_weight = nn.Parameter(torch.randn(n_codebooks, dim, codebook_dim) * codebook_dim ** -0.5)
+        self.out_weight = nn.Parameter(basis.contiguous())
         self.out_bias = nn.Parameter(torch.zeros(n_codebooks, dim))
         # Training statistics: an EMA of how often each entry is picked, and calls since the last re-seed.
         self.register_buffer("usage", torch.ones(n_codebooks, codebook_size))
@@ -84,7 +89,16 @@ class ResidualVQ(nn.Module):
         Gradients: the encoder gets the straight-through identity (quantized = latent + sg(q - latent))
         and a commitment pull towards its quantization. Each stage sees a detached residual, so no gradient
         runs down the 37-stage residual chain (through it, gradients grew ~1e7-fold at initialization).
-        Stage projections learn from the decoder through per-stage straight-through estimates.
+        Stage projections learn from the decoder through per-stage straight-through estimates, and from
+        `residual_loss`: each stage's out-projected code must fit the residual it was given. Without that
+        term nothing ties the sum of the stages to the latent, and later stages stopped coding anything
+        (the first shipped model: 37 stages left 93 % of the latent's norm as error, no better than 1).
+
+        Entries move towards the mean of the projected residuals they were picked for, by `codebook_rate`
+        per step (online k-means, as SoundStream's EMA codebooks), besides any gradient: Adam moves a
+        parameter by about lr per step whatever its scale, far too slowly for entries that must follow a
+        latent whose scale changes by 10x while training. Every loss is relative to the latent's power, so
+        that scale is neither rewarded nor punished.
         """
         batch, dim, frames = latent.shape
         x = latent.transpose(1, 2).float()  # (B, F, D)
@@ -94,8 +108,9 @@ class ResidualVQ(nn.Module):
             drop = torch.rand(batch, device=x.device) < self.dropout_prob
             depth = torch.where(drop, torch.randint(1, n + 1, (batch,), device=x.device), depth)
         residual, quantized = x.detach(), torch.zeros_like(x)
-        stage_commitment = codebook_loss = x.new_zeros(())
-        codes, perplexity, samples = [], [], []
+        stage_commitment = codebook_loss = residual_loss = x.new_zeros(())
+        power = x.detach().pow(2).mean().clamp_min(1e-8)
+        codes, perplexity, samples, centroids = [], [], [], []
         for i in range(n):
             active = (depth > i).float()  # (B,)
             weight = active / active.sum().clamp_min(1.0) / n  # mean over active items and stages
@@ -107,6 +122,7 @@ class ResidualVQ(nn.Module):
             stage_commitment = stage_commitment + ((z_e - z_q.detach()).pow(2).mean(dim=(1, 2)) * weight).sum()
             codebook_loss = codebook_loss + ((z_e.detach() - z_q).pow(2).mean(dim=(1, 2)) * weight).sum()
             out = (z_e + (z_q - z_e).detach()) @ self.out_weight[i].T + self.out_bias[i]  # straight-through
+            residual_loss = residual_loss + ((residual - out).pow(2).mean(dim=(1, 2)) * weight).sum()
             quantized = quantized + out * active[:, None, None]
             residual = residual - out.detach()
             codes.append(idx)
@@ -115,15 +131,19 @@ class ResidualVQ(nn.Module):
             if self.training:
                 self._track_usage(i, counts)
                 samples.append(z_e[active.bool()].reshape(-1, z_e.shape[-1]).detach())
+                centroids.append((idx[active.bool()].flatten(), samples[-1]))
         if self.training:
+            self._follow_centroids(centroids)
             self._maybe_reseed(samples)
-        commitment = stage_commitment + (x - quantized.detach()).pow(2).mean()
+        commitment = (stage_commitment + (x - quantized.detach()).pow(2).mean()) / power
+        codebook_loss, residual_loss = codebook_loss / power, residual_loss / power
         quantized = quantized + (x - x.detach())  # value unchanged; identity gradient to the encoder
         return QuantizerOutput(
             quantized=quantized.transpose(1, 2).to(latent.dtype),
             codes=torch.stack(codes, dim=1),
             commitment_loss=commitment,
             codebook_loss=codebook_loss,
+            residual_loss=residual_loss,
             perplexity=torch.stack(perplexity),
         )
 
@@ -137,6 +157,24 @@ class ResidualVQ(nn.Module):
         # Usage in units of "a uniform share": 1.0 means picked as often as 1/K of the time.
         share = counts * self.codebook_size / counts.sum().clamp_min(1.0)
         self.usage[stage].mul_(0.99).add_(0.01 * share)
+
+    @torch.no_grad()
+    def _follow_centroids(self, picks: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Move each picked entry towards the mean of the projected residuals it was picked for."""
+        if not self.codebook_rate:
+            return
+        sums = self.codebooks.new_zeros(len(picks), self.codebook_size, self.codebooks.shape[-1])
+        counts = self.codebooks.new_zeros(len(picks), self.codebook_size)
+        for stage, (idx, z) in enumerate(picks):
+            sums[stage].index_add_(0, idx, z.to(sums.dtype))
+            counts[stage].index_add_(0, idx, torch.ones_like(idx, dtype=counts.dtype))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)  # every replica applies the same update
+            torch.distributed.all_reduce(counts)
+        hit = counts > 0
+        mean = sums / counts.clamp_min(1.0)[..., None]
+        stages = self.codebooks.data[: len(picks)]
+        stages[hit] = stages[hit].lerp(mean[hit], self.codebook_rate)
 
     @torch.no_grad()
     def _maybe_reseed(self, samples: list[torch.Tensor]) -> None:

@@ -15,6 +15,7 @@ import torch
 from .audio import atomic_path
 from .codes_file import header_for, read_codes, write_codes
 from .errors import CodesFileError, InputError
+from .progress import progress_bar
 
 
 def _open_audio(path: Path) -> sf.SoundFile:
@@ -34,12 +35,6 @@ def _open_audio(path: Path) -> sf.SoundFile:
     return handle
 
 
-def _progress(enabled: bool, total: int, desc: str, unit: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, leave=False, desc=desc, unit=unit, dynamic_ncols=True)
-
-
 def encode_stream(model, path: str | Path, n_codebooks: int | None = None, mono: bool = True,
                   chunk_seconds: float = 60.0, bf16: bool = False, progress: bool = False) -> tuple[torch.Tensor, int]:
     """Encode an audio file chunk by chunk -> (codes (B, n, F), samples at the model rate).
@@ -55,7 +50,7 @@ def encode_stream(model, path: str | Path, n_codebooks: int | None = None, mono:
             resampler = soxr.ResampleStream(rate, model.sample_rate, items, dtype="float32", quality="HQ")
         block = max(1, int(chunk_seconds * rate))
         parts, samples, heard, seconds = [], 0, False, 0.0
-        bar = _progress(progress and f.frames > 10 * rate, f.frames, path.name, "sample")
+        bar = progress_bar(progress and f.frames > 10 * rate, total=f.frames, desc=path.name, unit="sample")
         with model.streaming(batch_size=items, n_codebooks=n_codebooks, bf16=bf16) as stream:
             for chunk in f.blocks(blocksize=block, dtype="float32", always_2d=True):
                 if not np.isfinite(chunk).all():
@@ -114,7 +109,7 @@ def decode_file(model, src: str | Path, dst: str | Path, chunk_frames: int = 750
     codes, header = _read_for(model, src)
     kind, subtype = _subtype_for(dst)
     remaining = header.samples
-    bar = _progress(progress and header.frames > 2 * chunk_frames, header.frames, src.name, "frame")
+    bar = progress_bar(progress and header.frames > 2 * chunk_frames, total=header.frames, desc=src.name, unit="frame")
     with atomic_path(dst) as tmp:
         with sf.SoundFile(str(tmp), "w", samplerate=model.sample_rate, channels=header.channels,
                           format=kind, subtype=subtype) as out, \

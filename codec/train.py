@@ -44,12 +44,14 @@ DEFAULTS = {
         "warmup": 500, "min_lr_ratio": 0.1, "grad_clip": 1.0, "bf16": True, "seed": 0, "threads": 2,
         "device": "cpu",  # cpu, cuda or auto (cuda when available)
         "mel_weight": 15.0, "commitment_weight": 0.25, "codebook_weight": 1.0,
+        "residual_weight": 1.0,  # each RVQ stage fits its residual (codec.quantizer); 0 = the first model's training
         "stft_weight": 0.0,  # multi-resolution STFT (spectral convergence + log magnitude); 0 = off
         "adversarial_start": None,  # step at which the discriminators join; null = never
         "adv_weight": 1.0, "fm_weight": 2.0, "disc_lr": None,  # disc_lr null = lr
         "ema_decay": None,  # e.g. 0.999: validate, keep best and export the EMA weights; null = off
         "quantizer_dropout": 0.5,  # share of each batch coded with a random prefix of the stages (DAC)
         "reseed_every": 100, "reseed_threshold": 0.05,  # dead-code re-seeding: period, usage threshold
+        "codebook_rate": 0.1,  # picked entries move this far towards their batch centroid per step (k-means)
         "log_every": 25, "valid_every": 500, "save_every": 250,
         "valid_pesq_clips": 4,  # PESQ / STOI on this many valid clips per validation (0 = off)
         "tensorboard": True, "progress": True,
@@ -133,8 +135,8 @@ class Trainer:
         cfg = CodecConfig.from_dict({**CodecConfig().to_dict(), **recipe["model"]})
         self.model = Codec(cfg).to(device).train()
         vq = self.model.quantizer  # plain attributes, not weights: the state_dict keys stay as shipped
-        vq.dropout_prob, vq.reseed_every, vq.reseed_threshold = \
-            float(t["quantizer_dropout"]), int(t["reseed_every"]), float(t["reseed_threshold"])
+        vq.dropout_prob, vq.reseed_every, vq.reseed_threshold, vq.codebook_rate = \
+            float(t["quantizer_dropout"]), int(t["reseed_every"]), float(t["reseed_threshold"]), float(t["codebook_rate"])
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
                                      weight_decay=t["weight_decay"])
         self.mel = MultiScaleMelLoss(cfg.sample_rate).to(device)
@@ -174,7 +176,7 @@ class Trainer:
         recon = recon.float()  # losses in float32: log spectra of bf16 audio lose the quiet bins
         mel_loss = self.mel(recon, wav)
         loss = t["mel_weight"] * mel_loss + t["commitment_weight"] * q.commitment_loss \
-            + t["codebook_weight"] * q.codebook_loss
+            + t["codebook_weight"] * q.codebook_loss + t["residual_weight"] * q.residual_loss
         out = {"mel": mel_loss}
         if reseeded is not None:
             out["reseeded"] = reseeded
@@ -207,7 +209,7 @@ class Trainer:
         self._sync_reseeded_codes()
         if self.ema is not None:
             self._update_ema()
-        out.update(loss=loss, commit=q.commitment_loss, codebook=q.codebook_loss, grad_norm=grad_norm,
+        out.update(loss=loss, commit=q.commitment_loss, codebook=q.codebook_loss, residual=q.residual_loss, grad_norm=grad_norm,
                    perplexity_mean=q.perplexity.mean(), perplexity_min=q.perplexity.min())
         return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
 
@@ -491,7 +493,7 @@ def train(recipe: dict, out: str | Path, max_steps: int | None = None, log=print
             # Losses are those of the last step (exactly reproducible); nothing averages across ranks.
             speed = audio_s / (time.time() - tic)
             last = {"step": step, **{k: values[k] for k in ("loss", "mel")}, "commit": values["commit"],
-                    **{k: values[k] for k in ("stft", "adv", "fm", "d_loss") if k in values},
+                    **{k: values[k] for k in ("codebook", "residual", "stft", "adv", "fm", "d_loss") if k in values},
                     "grad_norm": values["grad_norm"], "lr": lr_at(step - 1, t), "audio_s_per_s": round(speed, 2),
                     "perplexity_mean": values["perplexity_mean"], "perplexity_min": values["perplexity_min"],
                     "dead_codes": int(model.quantizer.dead_codes().sum()), "reseeded": reseeded}

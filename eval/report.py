@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from codec.progress import progress_bar
+
 from .bitrate import codebook_stats
 from .clips import RATE, Clip, find_clips
 from .codecs import CodecUnavailable, load_plugin, make_codec
@@ -117,12 +119,6 @@ def to_csv(summary: dict[str, dict], columns: list[str]) -> str:
     for spec, row in summary.items():
         writer.writerow({"codec": spec, **{k: v for k, v in row.items() if not isinstance(v, dict)}})
     return buf.getvalue()
-
-
-def _progress(enabled: bool, total: int):
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc="eval", unit="clip", leave=False, dynamic_ncols=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                   save_audio=True if args.save_audio else (plot_clip,))
     status = 0
     show = not args.quiet and sys.stderr.isatty()
-    with _progress(show, len(todo)) as bar:
+    with progress_bar(show, total=len(todo), desc="eval", unit="clip") as bar:
         if args.workers <= 1 or len(todo) <= 1:
             worker = Worker(**kwargs)
             results = (_safe_eval(worker, clip, specs) for clip, specs in todo)

@@ -1,0 +1,44 @@
+"""How much of the latent the residual VQ keeps at each depth: the quantizer's health check.
+
+    python recipes/debian-speech/rvq_error.py CORPUS [--weights DIR] [--split test] [--clips 16]
+
+Prints, for 1 to 37 stages, ||latent - quantized|| / ||latent|| over the first clips of a split. A healthy
+RVQ falls with every stage; the first shipped model's stayed near 0.9 (docs/model_card.md).
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import codec
+from codec.data import Corpus
+
+DEPTHS = (1, 2, 4, 8, 17, 37)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("corpus")
+    ap.add_argument("--weights", default=None, help="a weights folder; default: the shipped model")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--clips", type=int, default=16)
+    args = ap.parse_args()
+    model = codec.load(args.weights).eval()
+    corpus = Corpus(args.corpus, args.split)
+    errors, power = torch.zeros(len(DEPTHS)), 0.0
+    with torch.no_grad():
+        for i in range(min(args.clips, len(corpus))):
+            wav = model.prepare(torch.from_numpy(corpus.audio(i)), model.sample_rate)
+            latent = model.encoder(model._pad_to_frames(wav))
+            power += float(latent.pow(2).sum())
+            for j, n in enumerate(DEPTHS):
+                quantized = model.quantizer.decode(model.quantizer.encode(latent, n))
+                errors[j] += float((latent - quantized).pow(2).sum())
+    print("| stages | " + " | ".join(str(n) for n in DEPTHS) + " |")
+    print("|---" * (len(DEPTHS) + 1) + "|")
+    print("| relative latent error | " + " | ".join(f"{(e / power) ** 0.5:.3f}" for e in errors) + " |")
+
+
+if __name__ == "__main__":
+    main()
