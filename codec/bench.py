@@ -114,7 +114,8 @@ def train_rows(steps: int = 3, batch: int = 16, crop_frames: int = 16, discrimin
             wav = torch.randn(batch, 1, crop_frames * trainer.model.frame_size) * 0.1
             counter = iter(range(10**9))
             seconds = _time(lambda: [trainer.step(wav, next(counter)) for _ in range(steps)], 1) / steps
-            what = "mel + VQ + discriminators (MPD, MR-STFT) + feature matching" if disc else "mel + VQ losses"
+            what = "mel + VQ" + (" + f0" if trainer.model.decoder.harmonic is not None else "")
+            what += " + discriminators (MPD, MR-STFT) + feature matching" if disc else " losses"
             rows.append({"what": f"train step, batch {batch} x {crop_frames * 0.08:.2f} s, {what}",
                          "precision": precision, "x_realtime": batch * crop_frames * 0.08 / seconds})
     return rows
@@ -146,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return kernels_main(rest)
     print(f"machine: {machine()}")
-    if args.what == "train":
-        print(format_rows(train_rows(steps=max(1, args.repeats))))
-        return 0
     from .weights import load
+
+    if args.what == "train":  # the architecture of the shipped (or --model) checkpoint, trained afresh
+        arch = {k: v for k, v in load(args.model).config.to_dict().items() if k not in ("training", "name")}
+        print(format_rows(train_rows(steps=max(1, args.repeats), model=arch)))
+        return 0
 
     model = load(args.model)
     if args.what == "stream":

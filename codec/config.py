@@ -26,6 +26,8 @@ class CodecConfig:
     decoder_depths: tuple[int, int] = (3, 4)
     kernel_size: int = 7
     mlp_ratio: int = 3
+    head_phase: str = "free"  # "accumulate": phases are a running sum of predicted moves (codec.modules.ISTFTHead)
+    harmonics: int = 0  # > 0: a harmonic oscillator bank of that many harmonics beside the ISTFT head
     lookahead: int = 0  # samples of future input any output depends on, beyond the current frame
     training: dict = field(default_factory=dict)  # how the weights were made: shown by `codec info`
 

@@ -108,8 +108,11 @@ def training_summary(run: Path, source: Path, recipe_path: str | Path | None = N
 
 
 def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, name: str | None = None,
-           recipe_path: str | Path | None = None) -> Path:
-    """Write the inference checkpoint of run `run_dir` into `out_dir`; returns `out_dir`."""
+           recipe_path: str | Path | None = None, notes: dict[str, str] | None = None) -> Path:
+    """Write the inference checkpoint of run `run_dir` into `out_dir`; returns `out_dir`.
+
+    notes: extra training-summary entries (what the run's files cannot tell, such as a change of recipe
+    part-way); they may not replace an entry the summary already has."""
     run = Path(run_dir)
     if not run.is_dir():
         raise WeightsError(f"{run}: not a training run folder")
@@ -128,7 +131,10 @@ def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, n
             raise WeightsError(f"{ema}: does not fit the model ({err})") from None
         model._weights_changed()
         summary["exported"] += " (EMA weights)"
-    model.config.training = summary
+    clash = sorted(set(notes or {}) & set(summary))
+    if clash:
+        raise ValueError(f"--note {', '.join(clash)}: already in the training summary")
+    model.config.training = {**summary, **(notes or {})}
     if name:
         model.config.name = name
     out = Path(out_dir)
@@ -147,8 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="model name to record in config.json (default: keep)")
     p.add_argument("--recipe", default=None,
                    help="the recipe file the run was started from, to record (default: as the run recorded it)")
+    p.add_argument("--note", action="append", default=[], metavar="KEY=TEXT",
+                   help="an extra line for the training summary (`codec info`); repeatable")
     args = p.parse_args(argv)
-    out = export(args.run, args.output, args.which, args.name, args.recipe)
+    notes = {}
+    for note in args.note:
+        key, sep, text = note.partition("=")
+        if not sep or not key.strip():
+            p.error(f"--note {note!r}: expected KEY=TEXT")
+        notes[key.strip()] = text.strip()
+    try:
+        out = export(args.run, args.output, args.which, args.name, args.recipe, notes)
+    except ValueError as err:  # a bad --which or a --note that clashes: usage, not a damaged run
+        p.error(str(err))
     from .cli import describe
 
     print(describe(load(out)))

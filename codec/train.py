@@ -46,6 +46,7 @@ DEFAULTS = {
         "mel_weight": 15.0, "commitment_weight": 0.25, "codebook_weight": 1.0,
         "residual_weight": 1.0,  # each RVQ stage fits its residual (codec.quantizer); 0 = the first model's training
         "stft_weight": 0.0,  # multi-resolution STFT (spectral convergence + log magnitude); 0 = off
+        "f0_weight": 1.0,  # harmonic head (model.harmonics > 0): L1 in octaves to the input's pitch on voiced hops
         "adversarial_start": None,  # step at which the discriminators join; null = never
         "adv_weight": 1.0, "fm_weight": 2.0, "disc_lr": None,  # disc_lr null = lr
         "ema_decay": None,  # e.g. 0.999: validate, keep best and export the EMA weights; null = off
@@ -183,6 +184,9 @@ class Trainer:
         if t["stft_weight"]:
             out["stft"] = self.stft(recon, wav)
             loss = loss + t["stft_weight"] * out["stft"]
+        if self.model.decoder.harmonic is not None:
+            out["f0"], out["voiced"] = self._f0_loss(wav)
+            loss = loss + t["f0_weight"] * out["f0"]
         if self.disc is not None and step >= t["adversarial_start"]:
             n = wav.shape[0]
             for group in self.d_opt.param_groups:
@@ -212,6 +216,19 @@ class Trainer:
         out.update(loss=loss, commit=q.commitment_loss, codebook=q.codebook_loss, residual=q.residual_loss, grad_norm=grad_norm,
                    perplexity_mean=q.perplexity.mean(), perplexity_min=q.perplexity.min())
         return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
+
+    def _f0_loss(self, wav: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Mean |log2 f0_predicted - log2 f0_input| over the voiced hops, and the voiced share of hops."""
+        from .pitch import yin_f0
+
+        head = self.model.decoder.harmonic
+        with torch.no_grad():
+            target, voiced = yin_f0(wav, head.hop, head.sample_rate)
+        predicted = head.last_f0[:, : target.shape[1]]
+        if not voiced.any():
+            return predicted.sum() * 0.0, 0.0
+        err = (torch.log2(predicted[voiced]) - torch.log2(target[voiced].clamp_min(1.0))).abs()
+        return err.mean(), float(voiced.float().mean())
 
     def _sync_reseeded_codes(self) -> None:
         """Dead codes are re-seeded from each rank's own batch: take rank 0's so the replicas stay equal."""
@@ -493,7 +510,7 @@ def train(recipe: dict, out: str | Path, max_steps: int | None = None, log=print
             # Losses are those of the last step (exactly reproducible); nothing averages across ranks.
             speed = audio_s / (time.time() - tic)
             last = {"step": step, **{k: values[k] for k in ("loss", "mel")}, "commit": values["commit"],
-                    **{k: values[k] for k in ("codebook", "residual", "stft", "adv", "fm", "d_loss") if k in values},
+                    **{k: values[k] for k in ("codebook", "residual", "stft", "f0", "voiced", "adv", "fm", "d_loss") if k in values},
                     "grad_norm": values["grad_norm"], "lr": lr_at(step - 1, t), "audio_s_per_s": round(speed, 2),
                     "perplexity_mean": values["perplexity_mean"], "perplexity_min": values["perplexity_min"],
                     "dead_codes": int(model.quantizer.dead_codes().sum()), "reseeded": reseeded}

@@ -109,7 +109,8 @@ def test_parallel_workers_give_the_same_results(folder, tmp_path, speech):
     assert main(common + ["--out", str(tmp_path / "two"), "--workers", "2"]) == 0
     for path in (tmp_path / "one" / "files").rglob("*.json"):
         other = tmp_path / "two" / path.relative_to(tmp_path / "one")
-        assert json.loads(path.read_text())["metrics"] == json.loads(other.read_text())["metrics"]
+        # equal to the last few ulps: threaded numpy reductions may order a sum differently in another process
+        assert json.loads(other.read_text())["metrics"] == pytest.approx(json.loads(path.read_text())["metrics"], rel=1e-12)
 
 
 def test_bad_input_file_is_named_and_the_rest_still_evaluated(folder, tmp_path, capsys):

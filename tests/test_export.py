@@ -77,3 +77,15 @@ def test_export_names_a_damaged_checkpoint(tmp_path):
     weights.write_bytes(bytes(data))
     assert main(["export", str(run), "-o", str(tmp_path / "out")]) == 5
     assert not (tmp_path / "out").exists()
+
+
+def test_export_notes_join_the_summary_but_never_replace_it(tmp_path):
+    run, _, _ = make_run(tmp_path, tmp_path / "corpus")
+    assert main(["export", str(run), "-o", str(tmp_path / "out"), "--note", "phase_1=steps 0-100, free head",
+                 "--note", "test_quality = PESQ-WB 1.5"]) == 0
+    tr = codec.load(tmp_path / "out").config.training
+    assert tr["phase_1"] == "steps 0-100, free head" and tr["test_quality"] == "PESQ-WB 1.5" and tr["steps"] == 250
+    for bad in ("steps=9", "no equals sign"):  # a clash with the summary; not KEY=TEXT
+        with pytest.raises(SystemExit) as exit_:
+            main(["export", str(run), "-o", str(tmp_path / "out2"), "--note", bad])
+        assert exit_.value.code == 2 and not (tmp_path / "out2").exists()

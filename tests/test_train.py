@@ -160,3 +160,22 @@ def test_augmentation_band_limits_and_adds_noise_at_the_stated_snr():
     dirty = augment_crop(x, np.random.default_rng(1), -23.0, noisy, 24000)
     snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((dirty - clean).astype(np.float64) ** 2))
     assert abs(snr - 20.0) < 0.3  # a steady tone: its active-frame power is its mean power
+
+
+def test_harmonic_head_learns_the_pitch_of_its_input():
+    # A known answer: speech_like at 140 Hz (gliding +-10 %). With model.harmonics on, the trainer adds the f0
+    # loss (YIN on the input as the target) and the head's f0, which starts at 200 Hz (the middle of its
+    # log range), moves to the input's within a few steps. (Following the glide takes far longer.)
+    from codec.train import Trainer
+
+    recipe = merge(DEFAULTS, {"model": {**TINY_MODEL, "head_phase": "accumulate", "harmonics": 8},
+                              "train": {"bf16": False, "lr": 1e-2, "warmup": 1, "steps": 30, "quantizer_dropout": 0.0}})
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    wav = torch.from_numpy(speech_like(16 * 0.08, f0=140.0))[None, None].repeat(2, 1, 1)
+    first = trainer.step(wav, 0)
+    assert first["voiced"] > 0.9 and first["f0"] > 0.4  # log2(200 / 140) = 0.51 octaves off
+    for step in range(1, 30):
+        last = trainer.step(wav, step)
+    assert last["f0"] < 0.3 * first["f0"]
+    assert abs(float(trainer.model.decoder.harmonic.last_f0.detach().median()) - 140.0) < 7.0

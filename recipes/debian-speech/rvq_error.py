@@ -7,25 +7,15 @@ RVQ falls with every stage; the first shipped model's stayed near 0.9 (docs/mode
 """
 from __future__ import annotations
 
-import argparse
-
 import torch
+from diagnostics import parse  # beside this file
 
-import codec
-from codec.data import Corpus
 
 DEPTHS = (1, 2, 4, 8, 17, 37)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("corpus")
-    ap.add_argument("--weights", default=None, help="a weights folder; default: the shipped model")
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--clips", type=int, default=16)
-    args = ap.parse_args()
-    model = codec.load(args.weights).eval()
-    corpus = Corpus(args.corpus, args.split)
+    args, model, corpus = parse(__doc__, clips=16)
     errors, power = torch.zeros(len(DEPTHS)), 0.0
     with torch.no_grad():
         for i in range(min(args.clips, len(corpus))):
