@@ -185,7 +185,7 @@ class HarmonicHead(Streamable):
 
     def __init__(self, dim: int, n_harmonics: int, hop: int, sample_rate: int):
         super().__init__()
-        self.hop, self.sample_rate, self.n_harmonics = hop, sample_rate, n_harmonics
+        self.hop, self.sample_rate = hop, sample_rate
         self.proj = nn.Linear(dim, 1 + n_harmonics)
         with torch.no_grad():  # start quiet (exp(-7) ~ 1e-3 per harmonic): the ISTFT head keeps the output
             self.proj.weight.mul_(0.1)
@@ -224,9 +224,8 @@ class HarmonicHead(Streamable):
         before = (waves @ (amp_prev * audible)[..., None])[..., 0]
         after = (waves @ (amp * audible)[..., None])[..., 0]
         wav = (before + (after - before) * self.ramp).reshape(batch, hops * self.hop)
-        if self.streaming:
-            last = phase[:, -1] if hops else phase0
-            self.stream_state = (last.detach(), f0[:, -1].detach(), amp[:, -1].detach()) if hops else state
+        if self.streaming and hops:
+            self.stream_state = (phase[:, -1].detach(), f0[:, -1].detach(), amp[:, -1].detach())
         return wav
 
 

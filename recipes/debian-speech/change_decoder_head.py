@@ -45,18 +45,18 @@ def main() -> None:
         if config.get("harmonics", 0):
             raise SystemExit(f"{ckpt / CONFIG_FILE}: the checkpoint has a harmonic head already")
         config["harmonics"] = args.harmonics
-        torch.manual_seed(args.seed)
-        fresh = Codec(CodecConfig.from_dict(config)).state_dict()
-        added = [k for k in fresh if k not in state]
-        state.update({k: fresh[k] for k in added})
+    torch.manual_seed(args.seed)
+    model = Codec(CodecConfig.from_dict(config))  # the changed architecture; its new parameters fresh
+    fresh = model.state_dict()
+    added = [k for k in fresh if k not in state]
+    state.update({k: fresh[k] for k in added})
+    if added:
         meta = json.loads((ckpt / "trainer.json").read_text())
-        n_params = sum(1 for _ in Codec(CodecConfig.from_dict(config)).parameters())
-        group = meta["param_groups"][0]
-        group["params"] = list(range(n_params))  # the new parameters are the last ones; no moments yet
+        # the new parameters are the last ones and have no moments yet
+        meta["param_groups"][0]["params"] = list(range(sum(1 for _ in model.parameters())))
         with atomic_path(ckpt / "trainer.json") as tmp:
             tmp.write_text(json.dumps(meta))
         print(f"added {', '.join(added)}")
-    model = Codec(CodecConfig.from_dict(config))
     model.load_state_dict(state, strict=True)  # the result must be a whole, consistent model
     with atomic_path(ckpt / WEIGHTS_FILE) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))

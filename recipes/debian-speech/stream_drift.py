@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from diagnostics import parse  # beside this file
 
+from diagnostics import parse  # beside this file
 
 
 def main() -> None:
