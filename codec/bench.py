@@ -97,27 +97,23 @@ def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp3
     return rows
 
 
-def train_rows(steps: int = 3, batch: int = 16, crop_frames: int = 16, discriminators=(False, True),
-               precisions=("fp32", "bf16"), model: dict | None = None) -> list[dict]:
+def train_rows(steps: int = 3, batch: int = 16, crop_frames: int = 16, precisions=("fp32", "bf16"),
+               model: dict | None = None) -> list[dict]:
     """Training throughput of the default model on random audio (no data loading): one real
-    `codec.train.Trainer` step (losses, backward, clipping, AdamW) per call, fp32 and bf16, with and
-    without the discriminators (their update and the generator's adversarial + feature-matching terms)."""
+    `codec.train.Trainer` step (pitch estimate, magnitude and VQ losses, backward, clipping, AdamW) per
+    call, in fp32 and bf16."""
     from .train import DEFAULTS, Trainer, merge
 
     rows = []
-    for disc in discriminators:
-        for precision in precisions:
-            recipe = merge(DEFAULTS, {"model": model or {}, "train": {
-                "batch_size": batch, "bf16": precision == "bf16", "adversarial_start": 0 if disc else None}})
-            torch.manual_seed(0)
-            trainer = Trainer(recipe, torch.device("cpu"))
-            wav = torch.randn(batch, 1, crop_frames * trainer.model.frame_size) * 0.1
-            counter = iter(range(10**9))
-            seconds = _time(lambda: [trainer.step(wav, next(counter)) for _ in range(steps)], 1) / steps
-            what = "mel + VQ" + (" + f0" if trainer.model.decoder.harmonic is not None else "")
-            what += " + discriminators (MPD, MR-STFT) + feature matching" if disc else " losses"
-            rows.append({"what": f"train step, batch {batch} x {crop_frames * 0.08:.2f} s, {what}",
-                         "precision": precision, "x_realtime": batch * crop_frames * 0.08 / seconds})
+    for precision in precisions:
+        recipe = merge(DEFAULTS, {"model": model or {}, "train": {"batch_size": batch, "bf16": precision == "bf16"}})
+        torch.manual_seed(0)
+        trainer = Trainer(recipe, torch.device("cpu"))
+        wav = torch.randn(batch, 1, crop_frames * trainer.model.frame_size) * 0.1
+        counter = iter(range(10**9))
+        seconds = _time(lambda: [trainer.step(wav, next(counter)) for _ in range(steps)], 1) / steps
+        rows.append({"what": f"train step, batch {batch} x {crop_frames * 0.08:.2f} s, magnitude + VQ losses",
+                     "precision": precision, "x_realtime": batch * crop_frames * 0.08 / seconds})
     return rows
 
 

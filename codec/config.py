@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+PITCH_CODEBOOKS = 2  # code slots 0 and 1 carry the pitch (codec.pitch.PitchCoder); the rest the latent
+
+
 @dataclass
 class CodecConfig:
     """Everything that fixes the shape of a `Codec`. Frame arithmetic: frame_size = hop_length * 8."""
@@ -14,8 +17,10 @@ class CodecConfig:
     name: str = "codec-24khz"
     sample_rate: int = 24000
     frame_size: int = 1920  # samples per codec frame: 80 ms, 12.5 frames/s
-    hop_length: int = 240  # analysis and synthesis hop: 10 ms
-    n_fft: int = 480  # analysis and synthesis window
+    hop_length: int = 240  # the encoder's analysis hop (10 ms) and the pitch estimate's
+    n_fft: int = 480  # the encoder's analysis window
+    synthesis_hop: int = 120  # the decoder's STFT hop: 75 % overlap, enough redundancy for computed phases
+    synthesis_fft: int = 480  # the decoder's STFT window (hann)
     n_codebooks: int = 37
     codebook_size: int = 1024
     codebook_dim: int = 8  # factorized lookup space (DAC): keeps codebooks in use
@@ -26,8 +31,8 @@ class CodecConfig:
     decoder_depths: tuple[int, int] = (3, 4)
     kernel_size: int = 7
     mlp_ratio: int = 3
-    head_phase: str = "free"  # "accumulate": phases are a running sum of predicted moves (codec.modules.ISTFTHead)
-    harmonics: int = 0  # > 0: a harmonic oscillator bank of that many harmonics beside the ISTFT head
+    envelope_points: int = 64  # the spectral envelope's resolution (mel-spaced points; codec.modules.SourceFilterHead)
+    voicing_bands: int = 16  # bands of the harmonic-to-noise share
     lookahead: int = 0  # samples of future input any output depends on, beyond the current frame
     training: dict = field(default_factory=dict)  # how the weights were made: shown by `codec info`
 
@@ -38,8 +43,10 @@ class CodecConfig:
         self.decoder_depths = tuple(self.decoder_depths)
         if self.frame_size % self.hop_length:
             raise ValueError(f"frame_size {self.frame_size} is not a multiple of hop_length {self.hop_length}")
-        if not self.hop_length <= self.n_fft <= 2 * self.hop_length:
-            raise ValueError("n_fft must lie in [hop_length, 2 * hop_length]: one frame of overlap is carried")
+        if self.frame_size % self.synthesis_hop or self.synthesis_fft % self.synthesis_hop:
+            raise ValueError(f"synthesis_hop {self.synthesis_hop} must divide frame_size and synthesis_fft")
+        if self.n_codebooks <= PITCH_CODEBOOKS:
+            raise ValueError(f"n_codebooks must exceed the {PITCH_CODEBOOKS} pitch codebooks")
         if self.codebook_size > 2**16:
             raise ValueError("codebook_size above 65536 does not fit the codes file")
 
@@ -60,9 +67,15 @@ class CodecConfig:
         return (n_codebooks or self.n_codebooks) * self.bits_per_code * self.frame_rate
 
     @property
+    def synthesis_delay(self) -> int:
+        """Samples a decoded sample waits for the synthesis windows that overlap it (n_fft - hop)."""
+        return self.synthesis_fft - self.synthesis_hop
+
+    @property
     def latency_ms(self) -> float:
-        """Algorithmic latency: a whole frame must arrive before it is coded, plus any lookahead."""
-        return 1000.0 * (self.frame_size + self.lookahead) / self.sample_rate
+        """Algorithmic latency: a whole frame must arrive before it is coded, plus any lookahead, plus the
+        synthesis delay."""
+        return 1000.0 * (self.frame_size + self.lookahead + self.synthesis_delay) / self.sample_rate
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

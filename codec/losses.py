@@ -34,60 +34,25 @@ class MultiScaleMelLoss(nn.Module):
         return total / len(self.scales)
 
 
-# (n_fft, hop): the Parallel WaveGAN resolutions, scaled to 24 kHz.
-STFT_SCALES = ((512, 128), (1024, 256), (2048, 512))
+class MagnitudeLoss(nn.Module):
+    """Decoded log magnitudes against a reference STFT in the same framing: (B, H, K) each -> three terms.
 
-
-class MultiResolutionSTFTLoss(nn.Module):
-    """Spectral convergence plus log-magnitude L1, averaged over resolutions (Parallel WaveGAN).
-
-    Spectral convergence ||S - S_hat||_F / ||S||_F weighs the loud bins (formants, harmonics); the log
-    term weighs every bin alike, so it also sees the quiet high band that mel bands merge.
-    estimate, target (B, 1, T) -> scalar.
+    - "log": L1 between natural-log magnitudes, every bin alike (also the quiet high band);
+    - "convergence": spectral convergence ||S - S_hat||_F / ||S||_F per item, then averaged: the loud
+      bins (formants, harmonics), and a silent item cannot dominate through a tiny norm;
+    - "mel": L1 between log10 mel energies (80 bands), the perceptual weighting of the mel loss.
     """
 
-    def __init__(self, scales=STFT_SCALES):
+    def __init__(self, n_fft: int, sample_rate: int, n_mels: int = 80, floor: float = 1e-4):
         super().__init__()
-        self.scales = tuple(scales)
-        for i, (n_fft, _) in enumerate(self.scales):
-            self.register_buffer(f"win{i}", torch.hann_window(n_fft), persistent=False)
+        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2)
+        self.register_buffer("fb", torch.from_numpy(fb).float().T.contiguous(), persistent=False)  # (K, mels)
+        self.floor = floor  # -80 dB under a loud harmonic: below it, error is inaudible and log error explodes
 
-    def magnitude(self, wav: torch.Tensor, i: int) -> torch.Tensor:
-        n_fft, hop = self.scales[i]
-        spec = torch.stft(wav.reshape(-1, wav.shape[-1]).float(), n_fft, hop, window=getattr(self, f"win{i}"),
-                          return_complex=True)
-        # 1e-7 inside the root: the gradient of |X| at X = 0 is NaN otherwise.
-        return (spec.real.square() + spec.imag.square() + 1e-7).sqrt()
-
-    def forward(self, estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = estimate.new_zeros((), dtype=torch.float32)
-        for i in range(len(self.scales)):
-            est, ref = self.magnitude(estimate, i), self.magnitude(target, i)
-            # Per item, then averaged: a silent crop in the batch cannot dominate through a tiny norm.
-            sc = torch.linalg.vector_norm(ref - est, dim=(1, 2)) / torch.linalg.vector_norm(ref, dim=(1, 2)).clamp_min(1e-3)
-            log_mag = (ref.log() - est.log()).abs().mean()
-            total = total + sc.mean() + log_mag
-        return total / len(self.scales)
-
-
-# Adversarial terms (least-squares GAN, as HiFi-GAN and DAC): real -> 1, fake -> 0. Each takes the list
-# of (logits, features) the discriminators return and averages over sub-discriminators, so the weights
-# in the recipe do not depend on how many there are.
-
-def discriminator_loss(real: list, fake: list) -> torch.Tensor:
-    """mean over sub-discriminators of E[(1 - D(x))^2] + E[D(G(z))^2]."""
-    terms = [(1 - r.float()).square().mean() + f.float().square().mean() for (r, _), (f, _) in zip(real, fake)]
-    return torch.stack(terms).mean()
-
-
-def generator_loss(fake: list) -> torch.Tensor:
-    """mean over sub-discriminators of E[(1 - D(G(z)))^2]."""
-    return torch.stack([(1 - f.float()).square().mean() for f, _ in fake]).mean()
-
-
-def feature_matching_loss(real: list, fake: list) -> torch.Tensor:
-    """mean over sub-discriminators and their layers of L1 between the hidden activations on the real
-    and the decoded audio (real side detached: it is a target, the discriminator does not learn here)."""
-    terms = [(fr.detach().float() - ff.float()).abs().mean()
-             for (_, feats_r), (_, feats_f) in zip(real, fake) for fr, ff in zip(feats_r, feats_f)]
-    return torch.stack(terms).mean()
+    def forward(self, log_mag: torch.Tensor, target: torch.Tensor) -> dict:
+        mag = torch.exp(log_mag.clamp(max=12.0))
+        log_term = (torch.log(mag + self.floor) - torch.log(target + self.floor)).abs().mean()
+        diff = torch.linalg.vector_norm(target - mag, dim=(1, 2))
+        convergence = (diff / torch.linalg.vector_norm(target, dim=(1, 2)).clamp_min(1e-3)).mean()
+        mel = (torch.log10(mag @ self.fb + 1e-5) - torch.log10(target @ self.fb + 1e-5)).abs().mean()
+        return {"log": log_term, "convergence": convergence, "mel": mel}

@@ -1,4 +1,5 @@
-"""The codec: causal encoder -> 37-stage residual VQ -> causal decoder with overlap-add synthesis."""
+"""The codec: pitch (2 code slots) + causal encoder -> 35-stage residual VQ -> causal decoder of source-filter
+magnitudes -> computed phases and overlap-add synthesis."""
 from __future__ import annotations
 
 import contextlib
@@ -12,10 +13,11 @@ import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
 from .audio import as_batch, resample
-from .config import CodecConfig
-from .modules import Decoder, Encoder
+from .config import PITCH_CODEBOOKS, CodecConfig
+from .modules import Decoder, Encoder, PhaseSynthesis
+from .pitch import PitchCoder, causal_yin
 from .quantizer import QuantizerOutput, ResidualVQ
-from .streaming import streaming
+from .streaming import active
 
 
 def _autocast(device: torch.device, bf16: bool):
@@ -35,8 +37,16 @@ class Codec(nn.Module):
         self.config = config or CodecConfig()
         cfg = self.config
         self.encoder = Encoder(cfg)
-        self.quantizer = ResidualVQ(cfg.latent_dim, cfg.n_codebooks, cfg.codebook_size, cfg.codebook_dim)
+        self.quantizer = ResidualVQ(cfg.latent_dim, cfg.n_codebooks - PITCH_CODEBOOKS, cfg.codebook_size,
+                                    cfg.codebook_dim)
+        self.pitch = PitchCoder(cfg.hop_length, cfg.frame_size, sample_rate=cfg.sample_rate)
         self.decoder = Decoder(cfg)
+        self.synthesis = PhaseSynthesis(cfg.synthesis_fft, cfg.synthesis_hop, cfg.frame_size // cfg.synthesis_hop)
+        self.register_buffer("analysis_window", torch.hann_window(cfg.synthesis_fft, periodic=True), persistent=False)
+        # Frame offsets of the synthesis windows' centres: where the decoder reads the coded pitch contour.
+        hops = torch.arange(cfg.frame_size // cfg.synthesis_hop)
+        self.register_buffer("synthesis_centres", (hops + 1) * cfg.synthesis_hop - cfg.synthesis_fft // 2,
+                             persistent=False)
         self._checksum: str | None = None
 
     # ----------------------------------------------------------------------------------------- shape
@@ -110,21 +120,52 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def encode_prepared(self, wav: torch.Tensor, n_codebooks: int | None = None, bf16: bool = False,
-                        backend: str | None = None) -> torch.Tensor:
-        """[B, 1, T] at the model rate -> codes; T need not be a multiple of frame_size."""
+                        backend: str | None = None, past: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, 1, T] at the model rate -> codes; T need not be a multiple of frame_size. past: the frame of
+        audio before `wav` (B, 1, frame_size), for a stream (the pitch estimate looks back); zeros if None."""
+        n = self.n_codebooks if n_codebooks is None else int(n_codebooks)
+        if not 1 <= n <= self.n_codebooks:
+            raise ValueError(f"n_codebooks must be in [1, {self.n_codebooks}], got {n}")
+        wav = self._pad_to_frames(wav)
+        codes = self.pitch_codes(wav, past)[:, :n]
+        if n <= PITCH_CODEBOOKS:
+            return codes
         with _autocast(wav.device, bf16):
-            latent = self.encoder(self._pad_to_frames(wav))
-        return self.quantizer.encode(latent.float(), n_codebooks, backend=backend)
+            latent = self.encoder(wav)
+        return torch.cat([codes, self.quantizer.encode(latent.float(), n - PITCH_CODEBOOKS, backend=backend)], dim=1)
+
+    def pitch_codes(self, wav: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
+        """wav (B, 1, T), T a multiple of frame_size -> the pitch slots (B, 2, F). past: one frame of audio
+        before wav (the estimator looks back less than a frame), zeros if None."""
+        cfg = self.config
+        if past is None:
+            past = wav.new_zeros(wav.shape[0], 1, cfg.frame_size)
+        f0, voiced = causal_yin(torch.cat([past, wav], dim=-1), cfg.hop_length, cfg.frame_size, cfg.sample_rate)
+        return self.pitch.encode(f0, voiced)[..., 1:]
+
+    def decode_pitch(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, n, F) -> the decoded f0 (Hz, 0 unvoiced) at every synthesis hop (B, F * hops)."""
+        return self.pitch.decode(codes[:, :PITCH_CODEBOOKS], self.synthesis_centres)
+
+    def latent(self, codes: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+        """codes (B, n, F) -> the decoder's latent (B, D, F); zeros where no latent stage is given."""
+        if codes.shape[1] <= PITCH_CODEBOOKS:
+            return torch.zeros(codes.shape[0], self.config.latent_dim, codes.shape[-1], device=codes.device)
+        return self.quantizer.decode(codes[:, PITCH_CODEBOOKS:], backend=backend)
+
+    def magnitudes(self, codes: torch.Tensor, bf16: bool = False, backend: str | None = None) -> torch.Tensor:
+        """codes (B, n, F) -> the decoded log STFT magnitudes (B, F * hops, synthesis_fft // 2 + 1)."""
+        codes = codes.to(self.device)
+        latent = self.latent(codes, backend=backend)
+        with _autocast(latent.device, bf16):
+            return self.decoder(latent, self.decode_pitch(codes)).float()
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, length: int | None = None, bf16: bool = False,
                backend: str | None = None) -> torch.Tensor:
         """codes (B, n, F) with any n in [1, 37] -> audio (B, 1, F * frame_size), or `length` samples."""
         codes = self.check_codes(codes)
-        latent = self.quantizer.decode(codes.to(self.device), backend=backend)
-        with _autocast(latent.device, bf16):
-            wav = self.decoder(latent, backend=backend)
-        wav = wav.float()
+        wav = self.synthesis(self.magnitudes(codes, bf16, backend), backend=backend)[:, None]
         if length is not None:
             if not 0 <= length <= wav.shape[-1]:
                 raise ValueError(f"length {length} does not fit {codes.shape[-1]} frames ({wav.shape[-1]} samples)")
@@ -159,12 +200,18 @@ class Codec(nn.Module):
     def codebook_embeddings(self, n_codebooks: int | None = None) -> torch.Tensor:
         """The codebook vectors as a backbone sees them: (n_codebooks, codebook_size, latent_dim) float32.
 
-        Row [q, c] is entry c of stage q out-projected to the decoder's latent (bias included), so summing
-        the rows a frame's codes pick gives exactly the decoder's input latent for that frame. Reshaped
+        Slots 0 and 1 (the pitch) hold the values they code, as sinusoidal features (PitchCoder.features)
+        at the RMS of the latent rows: nearby pitches get nearby rows. For a latent slot q >= 2, row [q, c]
+        is entry c of stage q - 2 out-projected to the decoder's latent (bias included), so summing the
+        latent rows a frame's codes pick gives exactly the decoder's input latent for that frame. Reshaped
         to (n * codebook_size, latent_dim) it initializes an embedding table indexed by
         `codec.tokens.Vocabulary` ids (offsets=True), followed by its special tokens.
         """
-        return self.quantizer.entry_vectors(n_codebooks).detach().clone()
+        n = self.n_codebooks if n_codebooks is None else int(n_codebooks)
+        latent = self.quantizer.entry_vectors(self.quantizer.n_codebooks).detach().float()
+        pitch = self.pitch.features(self.config.codebook_size, self.config.latent_dim)
+        pitch = pitch * latent.pow(2).mean().sqrt() / pitch.pow(2).mean().sqrt().clamp_min(1e-12)
+        return torch.cat([pitch.to(latent.device), latent])[:n].clone()
 
     def decode_tokens(self, ids: torch.Tensor, vocab=None, layout: str = "flatten",
                       n_codebooks: int | None = None, bf16: bool = False) -> list[torch.Tensor]:
@@ -190,68 +237,101 @@ class Codec(nn.Module):
         return CodecStream(self, batch_size, n_codebooks, bf16)
 
     # -------------------------------------------------------------------------------------- training
-    def forward(self, wav: torch.Tensor, n_codebooks: int | None = None) -> tuple[torch.Tensor, QuantizerOutput]:
-        """Training path: wav (B, 1, T), T a multiple of frame_size -> (reconstruction (B, 1, T), VQ output)."""
+    def forward(self, wav: torch.Tensor, n_codebooks: int | None = None, quantize: bool = True
+                ) -> tuple[torch.Tensor, QuantizerOutput]:
+        """Training path: wav (B, 1, T), T a multiple of frame_size -> (log magnitudes (B, H, bins), VQ output).
+
+        n_codebooks counts the latent stages (35 at most). quantize=False feeds the decoder the encoder's
+        unquantized latent (the VQ losses are still computed, so the codebooks follow it)."""
         self._weights_changed()
-        q = self.quantizer(self.encoder(wav), n_codebooks)
-        return self.decoder(q.quantized), q
+        latent = self.encoder(wav)
+        q = self.quantizer(latent, n_codebooks)
+        with torch.no_grad():
+            f0 = self.decode_pitch(self.pitch_codes(wav))
+        return self.decoder(q.quantized if quantize else latent, f0), q
+
+    def target_magnitudes(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav (B, 1, T) -> |STFT| (B, T // hop, bins) in the synthesis framing: hop h's window ends with it."""
+        cfg = self.config
+        x = F.pad(wav[:, 0].float(), (cfg.synthesis_fft - cfg.synthesis_hop, 0))
+        frames = x.unfold(-1, cfg.synthesis_fft, cfg.synthesis_hop) * self.analysis_window
+        return torch.fft.rfft(frames, dim=-1).abs()
 
 
 class CodecStream:
-    """Streaming encode and decode with state carried between calls; outputs equal the offline ones.
+    """Streaming encode and decode with its own state; outputs equal the offline ones.
 
     encode(chunk) takes audio at the model rate, [T] / [C, T] / [B, C, T] of any length, and returns the
     codes of the frames completed so far (B, n, f). flush() codes the last partial frame, zero padded as
-    offline encoding pads it. decode(codes) takes any number of frames, returns f * frame_size samples.
+    offline encoding pads it. decode(codes) takes any number of frames and returns the samples that are
+    final: f * frame_size of them, less the synthesis delay on the first call; flush_decode() returns the
+    last `synthesis_delay` samples. Together they equal an offline decode of all the codes.
+
+    The state lives in this object: streams and offline calls on one model never see each other's past.
     """
 
     def __init__(self, model: Codec, batch_size: int, n_codebooks: int | None, bf16: bool):
         self.model, self.batch_size, self.n_codebooks, self.bf16 = model, batch_size, n_codebooks, bf16
         self._buffer: torch.Tensor | None = None
-        self._context = None
+        self._states: dict | None = None
+        self._past: torch.Tensor | None = None  # the last frame coded: the pitch estimate's context
 
     def __enter__(self) -> "CodecStream":
-        self._context = streaming(self.model)
-        self._context.__enter__()
+        self._states = {}
         self._buffer = torch.zeros(self.batch_size, 1, 0, device=self.model.device)
+        self._past = torch.zeros(self.batch_size, 1, self.model.frame_size, device=self.model.device)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._context.__exit__(*exc)
-        self._buffer = None
+        self._states = self._buffer = self._past = None
+
+    def _open(self):
+        if self._states is None:
+            raise RuntimeError("this stream is closed: use it inside its `with model.streaming(...)` block")
+        return active(self._states)
 
     @property
     def pending(self) -> int:
         """Samples received but not yet coded (less than one frame)."""
-        return self._buffer.shape[-1]
+        with self._open():
+            return self._buffer.shape[-1]
 
     @torch.no_grad()
     def encode(self, chunk) -> torch.Tensor:
-        chunk = as_batch(chunk).mean(dim=1, keepdim=True).to(self.model.device)
-        if chunk.shape[0] != self.batch_size:
-            raise ValueError(f"stream opened for batch {self.batch_size}, got a chunk of batch {chunk.shape[0]}")
-        buf = torch.cat([self._buffer, chunk], dim=-1)
-        whole = buf.shape[-1] - buf.shape[-1] % self.model.frame_size
-        self._buffer = buf[..., whole:]
-        return self._encode_frames(buf[..., :whole])
+        with self._open():
+            chunk = as_batch(chunk).mean(dim=1, keepdim=True).to(self.model.device)
+            if chunk.shape[0] != self.batch_size:
+                raise ValueError(f"stream opened for batch {self.batch_size}, got a chunk of batch {chunk.shape[0]}")
+            buf = torch.cat([self._buffer, chunk], dim=-1)
+            whole = buf.shape[-1] - buf.shape[-1] % self.model.frame_size
+            self._buffer = buf[..., whole:]
+            return self._encode_frames(buf[..., :whole])
 
     @torch.no_grad()
     def flush(self) -> torch.Tensor:
         """Code the pending partial frame (zero padded); returns (B, n, 0 or 1)."""
-        buf, self._buffer = self._buffer, self._buffer[..., :0]
-        if buf.shape[-1] == 0:
-            return self._encode_frames(buf)
-        return self._encode_frames(self.model._pad_to_frames(buf))
+        with self._open():
+            buf, self._buffer = self._buffer, self._buffer[..., :0]
+            return self._encode_frames(self.model._pad_to_frames(buf))
 
     def _encode_frames(self, wav: torch.Tensor) -> torch.Tensor:
         if wav.shape[-1] == 0:
             n = self.n_codebooks or self.model.n_codebooks
             return torch.zeros(self.batch_size, n, 0, dtype=torch.long, device=self.model.device)
-        return self.model.encode_prepared(wav, self.n_codebooks, bf16=self.bf16)
+        codes = self.model.encode_prepared(wav, self.n_codebooks, bf16=self.bf16, past=self._past)
+        self._past = wav[..., -self.model.frame_size:]
+        return codes
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        codes = self.model.check_codes(codes)
-        if codes.shape[-1] == 0:
-            return torch.zeros(codes.shape[0], 1, 0, device=self.model.device)
-        return self.model.decode(codes, bf16=self.bf16)
+        with self._open():
+            codes = self.model.check_codes(codes)
+            if codes.shape[-1] == 0:
+                return torch.zeros(codes.shape[0], 1, 0, device=self.model.device)
+            return self.model.decode(codes, bf16=self.bf16)
+
+    @torch.no_grad()
+    def flush_decode(self) -> torch.Tensor:
+        """The last synthesis_delay samples of everything decoded: (B, 1, delay), or (B, 1, 0) if nothing was."""
+        with self._open():
+            return self.model.synthesis.flush()[:, None]

@@ -1,16 +1,17 @@
-"""Building blocks of the encoder and decoder: causal analysis front end, ConvNeXt blocks, ISTFT head."""
+"""Building blocks of the encoder and decoder: causal analysis front end, ConvNeXt blocks, source-filter
+magnitude head, and phase-reconstructing synthesis."""
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from . import kernels
+from .phase import PhaseState, rtpghi
 from .streaming import CausalConv1d, Streamable
 
-
-def sqrt_hann(n: int) -> torch.Tensor:
-    """Periodic sqrt-Hann: its square sums to exactly 1 at 50 % overlap, so synthesis needs no gain."""
-    return torch.hann_window(n, periodic=True).sqrt()
+FLOOR_LOG = -11.5  # log magnitude a stream's phase starts from: silence (1e-5)
 
 
 class CausalSTFT(Streamable):
@@ -103,154 +104,166 @@ class Encoder(nn.Module):
         return self.out(self.norm2(x))
 
 
-class ISTFTHead(Streamable):
-    """Vocos-style head: per hop, log magnitude and phase of an n_fft spectrum -> waveform by inverse FFT.
+def mel_points(n: int, top_hz: float) -> torch.Tensor:
+    """n frequencies (Hz) evenly spaced on the mel scale from 0 to top_hz."""
+    top = 2595.0 * math.log10(1.0 + top_hz / 700.0)
+    return 700.0 * (10.0 ** (torch.linspace(0.0, top, n) / 2595.0) - 1.0)
 
-    x (B, C, H) -> wav (B, H * hop). Synthesis frame h covers samples [h * hop, h * hop + n_fft); overlap-add
-    is normalized by the sqrt-Hann envelope, with a virtual zero frame before the start so the first hop
-    has a full envelope. Streaming carries the overlap to the next call: no lookahead.
 
-    phase="free": the phase of each hop is predicted outright (Vocos). phase="accumulate": the head predicts
-    how far each bin's phase moves from one hop to the next beyond the advance of a sinusoid at the bin's
-    centre (2 pi k hop / n_fft), and the phases are the running sum of those moves. A steady harmonic then
-    needs a steady output, so trained on spectral losses alone the decoder makes voiced speech tonal; free
-    phases have to flip odd bins every hop, which spectral losses never taught it (the output came out as
-    shaped noise, without harmonics). Streaming also carries the last hop's phases.
+def interpolation_matrix(points: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """(P, K): values at `points` (Hz, increasing) @ matrix = their linear interpolation at `freqs`."""
+    right = torch.searchsorted(points, freqs).clamp(1, len(points) - 1)
+    left = right - 1
+    frac = ((freqs - points[left]) / (points[right] - points[left])).clamp(0.0, 1.0)
+    matrix = torch.zeros(len(points), len(freqs))
+    cols = torch.arange(len(freqs))
+    matrix[left, cols] += 1.0 - frac
+    matrix[right, cols] += frac
+    return matrix
+
+
+def hann_lobe(x: torch.Tensor) -> torch.Tensor:
+    """The hann window's spectrum at x bins from its centre, 1 at 0: sinc(x) / (1 - x^2)."""
+    near_one = (x.abs() - 1.0).abs() < 1e-4
+    safe = torch.where(near_one, torch.full_like(x, 0.5), x)
+    return torch.where(near_one, torch.full_like(x, 0.5), torch.sinc(safe) / (1.0 - safe.square()))
+
+
+class SourceFilterHead(nn.Module):
+    """Log STFT magnitudes as a source-filter product: x (B, C, H), f0 (B, H * sub) Hz -> (B, H * sub, bins),
+    `sub` synthesis hops from each step of x.
+
+    log|S| = envelope + log(share * comb(f0) + (1 - share)), per bin. The network gives a smooth envelope
+    (`envelope_points` values on the mel scale, interpolated to the bins) and the harmonic share of
+    `voicing_bands` bands; the comb is computed from the coded f0: the window's main lobe at every
+    harmonic, 1 at a harmonic's peak. Harmonics are built, not learned: a regression over uncertain
+    harmonic positions averages them into a smooth envelope, which no phase can make sound voiced.
     """
 
-    def __init__(self, dim: int, n_fft: int, hop: int, phase: str = "free"):
+    LOBES = 1  # harmonics on each side of the nearest that reach a bin: past them only sidelobes (-31 dB)
+
+    def __init__(self, dim: int, sub: int, n_fft: int, sample_rate: int, envelope_points: int, voicing_bands: int):
         super().__init__()
-        if phase not in ("free", "accumulate"):
-            raise ValueError(f"phase must be 'free' or 'accumulate', got {phase!r}")
-        self.n_fft, self.hop, self.accumulate = n_fft, hop, phase == "accumulate"
-        bins = n_fft // 2 + 1
-        self.proj = nn.Linear(dim, 2 * bins)
-        self.register_buffer("window", sqrt_hann(n_fft), persistent=False)
-        advance = 2 * torch.pi * torch.arange(bins, dtype=torch.float64) * hop / n_fft
-        self.register_buffer("advance", torch.remainder(advance, 2 * torch.pi), persistent=False)
+        self.n_fft, self.sample_rate, self.sub = n_fft, sample_rate, sub
+        self.envelope_points = envelope_points
+        self.proj = nn.Linear(dim, sub * (envelope_points + voicing_bands))
+        freqs = torch.arange(n_fft // 2 + 1) * sample_rate / n_fft
+        self.register_buffer("freqs", freqs, persistent=False)
+        nyquist = sample_rate / 2
+        self.register_buffer("envelope_basis", interpolation_matrix(mel_points(envelope_points, nyquist), freqs),
+                             persistent=False)
+        self.register_buffer("band_basis", interpolation_matrix(mel_points(voicing_bands, nyquist), freqs),
+                             persistent=False)
 
-    def frames(self, x: torch.Tensor, phase0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(B, C, H) -> (time-domain synthesis frames (B, H, n_fft) before windowing, last hop's phases
-        (B, bins) or None). phase0: the phases of the hop before the first (zeros at the start)."""
-        log_mag, phase = self.proj(x.transpose(1, 2)).float().chunk(2, dim=-1)
-        mag = torch.exp(log_mag.clamp(max=6.0))  # exp(6) ~ 400: caps a runaway logit without a NaN
-        last = None
-        if self.accumulate:
-            # float64 running sum, wrapped: hours of hops would otherwise lose the phase's fine digits.
-            start = phase.new_zeros(phase.shape[0], phase.shape[-1], dtype=torch.float64) if phase0 is None else phase0
-            total = start[:, None] + torch.cumsum(phase.double() + self.advance, dim=1)
-            total = torch.remainder(total, 2 * torch.pi)
-            last = total[:, -1].detach() if total.shape[1] else start
-            phase = total.float()
-        frames = torch.fft.irfft(torch.polar(mag, phase), n=self.n_fft, dim=-1)
-        if self.accumulate:
-            # The bins then stand for a steady signal seen through the analysis window: apply it, so that with
-            # the synthesis window the overlap-add sums hann windows (flat), not sqrt-hann ones (a 100 Hz ripple).
-            frames = frames * self.window
-        return frames, last
+    @torch.no_grad()
+    def comb(self, f0: torch.Tensor) -> torch.Tensor:
+        """f0 (B, H) Hz, 0 = unvoiced -> (B, H, bins): the power sum of the nearest harmonics' lobes, rooted."""
+        bin_hz = self.sample_rate / self.n_fft
+        f = f0.clamp_min(1.0)[..., None, None]  # (B, H, 1, 1)
+        nearest = torch.round(self.freqs[:, None] / f)  # (B, H, K, 1)
+        numbers = nearest + torch.arange(-self.LOBES, self.LOBES + 1, device=f0.device)  # (B, H, K, 2L + 1)
+        audible = (numbers >= 1) & (numbers * f < 0.95 * self.sample_rate / 2)
+        lobe = hann_lobe((self.freqs[:, None] - numbers * f) / bin_hz) * audible
+        comb = lobe.square().sum(dim=-1).sqrt()
+        return comb * (f0 > 0)[..., None]
 
-    def initial_tail(self, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The overlap a virtual zero frame before the start leaves: no signal, its share of the envelope."""
-        overlap = self.n_fft - self.hop
-        return torch.zeros(batch, overlap, device=device), (self.window[self.hop:] ** 2).to(device)
+    def forward(self, x: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        out = self.proj(x.transpose(1, 2)).float()
+        out = out.reshape(out.shape[0], -1, out.shape[-1] // self.sub)  # (B, H * sub, P + V)
+        envelope = out[..., : self.envelope_points] @ self.envelope_basis
+        share = torch.sigmoid(out[..., self.envelope_points:] @ self.band_basis)
+        # 1e-3 keeps the noise floor at least -60 dB under the envelope: log(0) between harmonics has no gradient.
+        mix = share * self.comb(f0) + (1.0 - share) * (1.0 - 1e-3) + 1e-3
+        return envelope + torch.log(mix)
 
-    def forward(self, x: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+
+class PhaseSynthesis(Streamable):
+    """Log magnitudes (B, H, n_fft // 2 + 1) -> wav (B, H * hop): RTPGHI phases, inverse FFT, overlap-add.
+
+    Synthesis frame h covers samples [(h + 1) hop - n_fft, (h + 1) hop), the window the encoder's causal
+    analysis of hop h ends with; so a sample is final once the n_fft / hop - 1 hops after it are made:
+    the output lags the frames by n_fft - hop samples (the synthesis delay). Offline, the result is
+    realigned to the input and its last n_fft - hop samples are closed with silent frames (the full
+    window envelope, no division by a vanishing one). Streaming emits what is final; `flush` closes it.
+    """
+
+    def __init__(self, n_fft: int, hop: int, block: int):
+        super().__init__()
+        self.n_fft, self.hop, self.block = n_fft, hop, block
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+
+    @property
+    def delay(self) -> int:
+        return self.n_fft - self.hop
+
+    def frames(self, log_mag: torch.Tensor, state: PhaseState | None) -> torch.Tensor:
+        """(B, H, bins) -> time-domain frames (B, H, n_fft), before the synthesis window."""
+        log_mag = log_mag.float()
+        phase = rtpghi(log_mag.detach().cpu().double().numpy(), self.hop, self.n_fft, self.block, state)
+        phase = torch.from_numpy(phase).to(log_mag.device, torch.float32)
+        return torch.fft.irfft(torch.polar(torch.exp(log_mag.clamp(max=12.0)), phase), n=self.n_fft, dim=-1)
+
+    def closing_frames(self, batch: int, device) -> torch.Tensor:
+        return torch.zeros(batch, self.delay // self.hop, self.n_fft, device=device)
+
+    def forward(self, log_mag: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+        batch, hops = log_mag.shape[:2]
         if self.streaming:
             if self.stream_state is None:
-                self.stream_state = (*self.initial_tail(x.shape[0], x.device), None)
-            tail, env, phase0 = self.stream_state
-            frames, last = self.frames(x, phase0)
-            wav, tail, env = kernels.overlap_add_stream(frames, self.hop, self.window, tail, env, backend=backend)
-            self.stream_state = (tail, env, last)
-            return wav
-        frames, _ = self.frames(x)
-        zero = frames.new_zeros(frames.shape[0], 1, self.n_fft)
-        wav = kernels.overlap_add(torch.cat([zero, frames], dim=1), self.hop, self.window, backend=backend)
-        return wav[:, self.hop: self.hop + frames.shape[1] * self.hop]
+                tail = log_mag.new_zeros(batch, self.delay, dtype=torch.float32)
+                env = log_mag.new_zeros(self.delay, dtype=torch.float32)
+                self.stream_state = (PhaseState(batch, log_mag.shape[-1], FLOOR_LOG), tail, env, self.delay)
+            phases, tail, env, skip = self.stream_state
+            wav, tail, env = kernels.overlap_add_stream(self.frames(log_mag, phases), self.hop, self.window, tail,
+                                                        env, backend=backend)
+            self.stream_state = (phases, tail, env, max(0, skip - wav.shape[-1]))
+            return wav[:, skip:]
+        frames = torch.cat([self.frames(log_mag, None), self.closing_frames(batch, log_mag.device)], dim=1)
+        wav = kernels.overlap_add(frames, self.hop, self.window, backend=backend)
+        return wav[:, self.delay: self.delay + hops * self.hop]
 
-
-class HarmonicHead(Streamable):
-    """A bank of harmonic oscillators driven per hop: x (B, C, H) -> wav (B, H * hop).
-
-    Per hop the head predicts f0 (50 to 800 Hz, log scale) and the log amplitude of each of n harmonics.
-    Both glide linearly across the hop from the previous hop's values, and the phase is the running sum of
-    f0 (float64, wrapped), so voiced speech comes out harmonic by construction: neither ISTFT head learned
-    harmonics from spectral losses alone on a CPU's budget. Harmonics above 0.95 x Nyquist are silent. The
-    phase follows f0 without a gradient (through sin it is a poor one): f0 learns from the input's pitch
-    (`codec.pitch.yin_f0`, the trainer's `f0_weight`), read from `last_f0` after a forward pass. Streaming
-    carries the phase and the last hop's f0 and amplitudes; the first hop glides from itself.
-    """
-
-    F0_RANGE = (50.0, 800.0)
-
-    def __init__(self, dim: int, n_harmonics: int, hop: int, sample_rate: int):
-        super().__init__()
-        self.hop, self.sample_rate = hop, sample_rate
-        self.proj = nn.Linear(dim, 1 + n_harmonics)
-        with torch.no_grad():  # start quiet (exp(-7) ~ 1e-3 per harmonic): the ISTFT head keeps the output
-            self.proj.weight.mul_(0.1)
-            self.proj.bias.zero_()
-            self.proj.bias[1:] = -7.0
-        self.register_buffer("numbers", torch.arange(1, n_harmonics + 1, dtype=torch.float32), persistent=False)
-        self.register_buffer("ramp", torch.arange(1, hop + 1, dtype=torch.float32) / hop, persistent=False)
-        self.last_f0: torch.Tensor | None = None
-
-    def controls(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, H) -> (f0 Hz (B, H), amplitudes (B, H, n))."""
-        out = self.proj(x.transpose(1, 2)).float()
-        low, high = self.F0_RANGE
-        f0 = low * (high / low) ** torch.sigmoid(out[..., 0])
-        return f0, torch.exp(out[..., 1:].clamp(max=2.0))  # exp(2) ~ 7.4: far above speech, never inf
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f0, amp = self.controls(x)
-        self.last_f0 = f0
-        batch, hops = f0.shape
-        state = self.stream_state if self.streaming else None
-        if state is None:
-            state = (f0.new_zeros(batch, dtype=torch.float64), f0[:, 0].detach(), amp[:, 0])
-        phase0, f0_before, amp_before = state
-        f0_prev = torch.cat([f0_before[:, None], f0[:, :-1]], dim=1)
-        amp_prev = torch.cat([amp_before[:, None], amp[:, :-1]], dim=1)
-        # Harmonics that pass 0.95 x Nyquist anywhere in the hop are silent for the whole hop.
-        audible = (self.numbers * torch.maximum(f0_prev, f0)[..., None] < 0.475 * self.sample_rate).float()
-        f0_t = (f0_prev[..., None] + (f0 - f0_prev)[..., None] * self.ramp).detach()  # (B, H, hop)
-        phase = phase0[:, None] + torch.cumsum(f0_t.reshape(batch, -1).double() * (2 * torch.pi / self.sample_rate), dim=1)
-        phase = torch.remainder(phase, 2 * torch.pi)
-        with torch.no_grad():  # the oscillators; gradients reach only the amplitudes
-            waves = torch.sin(phase.float().reshape(batch, hops, self.hop, 1) * self.numbers)  # (B, H, hop, n)
-        # Amplitudes glide linearly across the hop: (1 - r) (waves @ a_prev) + r (waves @ a), two matmuls
-        # instead of a (B, T, n) tensor of gliding amplitudes.
-        before = (waves @ (amp_prev * audible)[..., None])[..., 0]
-        after = (waves @ (amp * audible)[..., None])[..., 0]
-        wav = (before + (after - before) * self.ramp).reshape(batch, hops * self.hop)
-        if self.streaming and hops:
-            self.stream_state = (phase[:, -1].detach(), f0[:, -1].detach(), amp[:, -1].detach())
-        return wav
-
+    def flush(self, backend: str | None = None) -> torch.Tensor:
+        """Streaming: the last `delay` samples, closed with silent frames; the stream's state ends."""
+        if self.stream_state is None:
+            return torch.zeros(1, 0)
+        _, tail, env, skip = self.stream_state
+        wav, _, _ = kernels.overlap_add_stream(self.closing_frames(tail.shape[0], tail.device), self.hop,
+                                               self.window, tail, env, backend=backend)
+        self.stream_state = None
+        return wav[:, skip:]
 
 class Decoder(nn.Module):
-    """latent (B, latent_dim, F) -> wav (B, 1, F * frame_size)."""
+    """latent (B, latent_dim, F), f0 (B, F * hops) Hz -> log STFT magnitudes (B, F * hops, synthesis_fft // 2 + 1),
+    hops = frame_size // synthesis_hop.
+
+    The network runs at the analysis hop (8 steps a frame) and each step makes `sub` = hop_length //
+    synthesis_hop synthesis hops: half the cost of running at the synthesis hop. The pitch of those sub-hops
+    enters beside the upsampled latent."""
 
     def __init__(self, cfg):
         super().__init__()
         frame_dim, hop_dim = cfg.decoder_dims
+        self.sub = cfg.hop_length // cfg.synthesis_hop
         self.inp = nn.Conv1d(cfg.latent_dim, frame_dim, 1)
         self.frame_blocks = convnext_stack(frame_dim, cfg.decoder_depths[0], cfg.kernel_size, cfg.mlp_ratio)
         self.norm1 = ChannelNorm(frame_dim)
         # kernel == stride: each frame expands into its own hops only, so upsampling is causal and stateless.
         self.up = nn.ConvTranspose1d(frame_dim, hop_dim, cfg.hops_per_frame, stride=cfg.hops_per_frame)
+        self.pitch = nn.Conv1d(2 * self.sub, hop_dim, 1)
         self.hop_blocks = convnext_stack(hop_dim, cfg.decoder_depths[1], cfg.kernel_size, cfg.mlp_ratio)
         self.norm2 = ChannelNorm(hop_dim)
-        self.head = ISTFTHead(hop_dim, cfg.n_fft, cfg.hop_length, cfg.head_phase)
-        # Registered last, so a checkpoint without it keeps its parameter order (and its optimizer state).
-        self.harmonic = HarmonicHead(hop_dim, cfg.harmonics, cfg.hop_length, cfg.sample_rate) if cfg.harmonics else None
+        self.head = SourceFilterHead(hop_dim, self.sub, cfg.synthesis_fft, cfg.sample_rate, cfg.envelope_points,
+                                     cfg.voicing_bands)
 
-    def forward(self, latent: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-        """backend: the overlap-add kernel's (see codec.kernels); None follows CODEC_KERNELS."""
+    def pitch_features(self, f0: torch.Tensor) -> torch.Tensor:
+        """f0 (B, H * sub) Hz -> (B, 2 * sub, H): per sub-hop, a voiced flag and log2 f0 centred on ~180 Hz."""
+        voiced = (f0 > 0).float()
+        feats = torch.stack([voiced, (torch.log2(f0.clamp_min(1.0)) - 7.5) * voiced], dim=1)  # (B, 2, H * sub)
+        batch, _, hops = feats.shape
+        return feats.reshape(batch, 2, hops // self.sub, self.sub).transpose(2, 3).reshape(batch, 2 * self.sub, -1)
+
+    def forward(self, latent: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
         x = self.frame_blocks(self.inp(latent))
-        x = self.norm2(self.hop_blocks(self.up(self.norm1(x))))
-        wav = self.head(x, backend=backend)
-        if self.harmonic is not None:
-            wav = wav + self.harmonic(x)
-        return wav.unsqueeze(1)
+        x = self.up(self.norm1(x)) + self.pitch(self.pitch_features(f0).to(x.dtype))
+        x = self.norm2(self.hop_blocks(x))
+        return self.head(x, f0)

@@ -1,40 +1,56 @@
-"""Streaming state that lives on the modules (the Moshi pattern).
+"""Streaming state that belongs to a stream, not to the modules.
 
-A `Streamable` module keeps what it needs of the past in `self.stream_state` while streaming is on, and
-pads with zeros (the same past a stream starts from) when it is off. So the concatenated outputs of a
-stream equal one offline call on the concatenated input.
+A `Streamable` module reads and writes what it needs of the past through `self.stream_state`, which looks
+the module up in the states of the stream that is active on this thread (`active(states)`); with none
+active it is offline and pads with zeros (the same past a stream starts from). So the concatenated outputs
+of a stream equal one offline call on the concatenated input, and any number of streams and offline calls
+can interleave on one model: each stream activates only its own states, only while it runs.
 """
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+_local = threading.local()
+
+
+def _states() -> dict | None:
+    return getattr(_local, "states", None)
+
+
+@contextmanager
+def active(states: dict):
+    """Run the body with `states` (a dict the stream owns, module -> state) as this thread's stream."""
+    before = _states()
+    _local.states = states
+    try:
+        yield
+    finally:
+        _local.states = before
+
 
 class Streamable(nn.Module):
     """Mixin for modules with state across calls. `stream_state` is None until the first streamed call."""
 
-    streaming: bool = False
-    stream_state = None
+    @property
+    def streaming(self) -> bool:
+        return _states() is not None
 
-    def reset_stream(self, on: bool) -> None:
-        self.streaming = on
-        self.stream_state = None
+    @property
+    def stream_state(self):
+        states = _states()
+        return None if states is None else states.get(id(self))
 
-
-@contextmanager
-def streaming(module: nn.Module):
-    """Turn streaming on for every `Streamable` below `module`, fresh state, off again on exit."""
-    parts = [m for m in module.modules() if isinstance(m, Streamable)]
-    for m in parts:
-        m.reset_stream(True)
-    try:
-        yield module
-    finally:
-        for m in parts:
-            m.reset_stream(False)
+    @stream_state.setter
+    def stream_state(self, value) -> None:
+        states = _states()
+        if states is None:
+            raise RuntimeError("stream state written outside a stream")
+        states[id(self)] = value
 
 
 class CausalConv1d(Streamable):

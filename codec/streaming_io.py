@@ -119,20 +119,23 @@ def decode_file(model, src: str | Path, dst: str | Path, chunk_frames: int = 750
                 remaining -= wav.shape[-1]
                 out.write(np.clip(wav.T.cpu().numpy(), -1.0, 1.0))
                 bar.update(min(chunk_frames, header.frames - start))
+            out.write(np.clip(stream.flush_decode()[:, 0, :remaining].T.cpu().numpy(), -1.0, 1.0))
     bar.close()
 
 
 def decode_to_stdout(model, src: str | Path, bf16: bool = False) -> None:
     """Decode frame by frame to raw 16-bit little-endian PCM on standard output (channels interleaved),
-    flushing after each 80 ms frame so playback can start before decoding ends."""
+    flushing after each 80 ms frame so playback can start before decoding ends. The first frame gives
+    frame_size - synthesis_delay samples, the closing call the last synthesis_delay."""
     src = Path(src)
     if not src.is_file():
         raise CodesFileError(f"{src}: no such file")
     codes, header = _read_for(model, src)
     out, remaining = sys.stdout.buffer, header.samples
     with model.streaming(batch_size=header.channels, bf16=bf16) as stream:
-        for f in range(header.frames):
-            wav = stream.decode(codes[:, :, f: f + 1])[:, 0, :remaining]
+        for f in range(header.frames + 1):
+            wav = stream.decode(codes[:, :, f: f + 1]) if f < header.frames else stream.flush_decode()
+            wav = wav[:, 0, :remaining]
             remaining -= wav.shape[-1]
             pcm = (np.clip(wav.T.cpu().numpy(), -1.0, 1.0) * 32767).round().astype("<i2")
             out.write(pcm.tobytes())

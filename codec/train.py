@@ -28,12 +28,11 @@ from safetensors.torch import load_file, save_file
 from .audio import atomic_path
 from .config import CodecConfig
 from .data import AUGMENT_DEFAULTS, StepBatches, valid_crops
-from .losses import (MultiResolutionSTFTLoss, MultiScaleMelLoss, discriminator_loss, feature_matching_loss,
-                     generator_loss)
+from .losses import MagnitudeLoss, MultiScaleMelLoss
 from .model import Codec
 from .weights import save_pretrained
 
-DISC_FILE, DISC_OPT_FILE, EMA_FILE = "discriminator.safetensors", "disc_optimizer.safetensors", "ema.safetensors"
+EMA_FILE = "ema.safetensors"
 
 DEFAULTS = {
     "model": {},
@@ -43,12 +42,11 @@ DEFAULTS = {
         "steps": 20000, "batch_size": 16, "lr": 1e-3, "betas": [0.8, 0.99], "weight_decay": 0.0,
         "warmup": 500, "min_lr_ratio": 0.1, "grad_clip": 1.0, "bf16": True, "seed": 0, "threads": 2,
         "device": "cpu",  # cpu, cuda or auto (cuda when available)
-        "mel_weight": 15.0, "commitment_weight": 0.25, "codebook_weight": 1.0,
-        "residual_weight": 1.0,  # each RVQ stage fits its residual (codec.quantizer); 0 = the first model's training
-        "stft_weight": 0.0,  # multi-resolution STFT (spectral convergence + log magnitude); 0 = off
-        "f0_weight": 1.0,  # harmonic head (model.harmonics > 0): L1 in octaves to the input's pitch on voiced hops
-        "adversarial_start": None,  # step at which the discriminators join; null = never
-        "adv_weight": 1.0, "fm_weight": 2.0, "disc_lr": None,  # disc_lr null = lr
+        # Losses on the decoded log magnitudes against the input's STFT in the same framing (codec.losses).
+        "mel_weight": 15.0, "log_weight": 5.0, "convergence_weight": 5.0,
+        "commitment_weight": 0.25, "codebook_weight": 1.0,
+        "residual_weight": 1.0,  # each RVQ stage fits its residual (codec.quantizer)
+        "quantize_from": 0,  # before this step the decoder gets the unquantized latent (the codebooks still learn)
         "ema_decay": None,  # e.g. 0.999: validate, keep best and export the EMA weights; null = off
         "quantizer_dropout": 0.5,  # share of each batch coded with a random prefix of the stages (DAC)
         "reseed_every": 100, "reseed_threshold": 0.05,  # dead-code re-seeding: period, usage threshold
@@ -57,8 +55,6 @@ DEFAULTS = {
         "valid_pesq_clips": 4,  # PESQ / STOI on this many valid clips per validation (0 = off)
         "tensorboard": True, "progress": True,
     },
-    "discriminator": {"periods": [2, 3, 5, 7, 11], "resolutions": [[2048, 512], [1024, 256], [512, 128]],
-                      "period_channels": 16, "stft_channels": 16},
 }
 
 
@@ -124,10 +120,11 @@ def _save_tensors(path: Path, tensors: dict) -> None:
 
 
 class Trainer:
-    """One training step of the codec (and, once adversarial training has started, its discriminators).
+    """One training step of the codec: decoded log magnitudes against the input's, plus the VQ losses.
 
     `step(wav, step)` takes this process's batch wav (B, 1, T), T a multiple of the frame size, and returns
-    float metrics. Under DDP the nets are wrapped; `model` and `disc` are always the bare modules.
+    float metrics. No waveform is made: the phase is computed at decoding time (codec.phase), so the
+    magnitudes are the whole target. Under DDP the net is wrapped; `model` is always the bare module.
     """
 
     def __init__(self, recipe: dict, device: torch.device, ddp: bool = False):
@@ -140,24 +137,14 @@ class Trainer:
             float(t["quantizer_dropout"]), int(t["reseed_every"]), float(t["reseed_threshold"]), float(t["codebook_rate"])
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
                                      weight_decay=t["weight_decay"])
-        self.mel = MultiScaleMelLoss(cfg.sample_rate).to(device)
-        self.stft = MultiResolutionSTFTLoss().to(device)
-        self.disc = self.d_opt = None
-        if t["adversarial_start"] is not None:
-            from .discriminators import Discriminators
-
-            self.disc = Discriminators.from_recipe(recipe["discriminator"]).to(device).train()
-            self.d_opt = torch.optim.AdamW(self.disc.parameters(), lr=t["disc_lr"] or t["lr"],
-                                           betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
+        self.mel = MultiScaleMelLoss(cfg.sample_rate).to(device)  # validation, on decoded audio
+        self.magnitude = MagnitudeLoss(cfg.synthesis_fft, cfg.sample_rate).to(device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if t["ema_decay"] else None
-        self.net, self.disc_net = self.model, self.disc
+        self.net = self.model
         if ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            ids = [device.index] if device.type == "cuda" else None
-            self.net = DDP(self.model, device_ids=ids)
-            if self.disc is not None:
-                self.disc_net = DDP(self.disc, device_ids=ids)
+            self.net = DDP(self.model, device_ids=[device.index] if device.type == "cuda" else None)
 
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.t["bf16"]))
@@ -170,42 +157,19 @@ class Trainer:
         reseed_due = (int(vq.calls) + 1) % vq.reseed_every == 0  # this forward re-seeds dead codes
         before = vq.codebooks.detach().clone() if reseed_due else None
         with self.autocast():
-            recon, q = self.net(wav)
+            log_mag, q = self.net(wav, quantize=step >= t["quantize_from"])
         # Only re-seeding changes codebooks in a forward pass: count the entries it replaced (on rank 0,
         # whose codebooks the other ranks adopt).
         reseeded = int((vq.codebooks.detach() != before).any(dim=-1).sum()) if reseed_due else None
-        recon = recon.float()  # losses in float32: log spectra of bf16 audio lose the quiet bins
-        mel_loss = self.mel(recon, wav)
-        loss = t["mel_weight"] * mel_loss + t["commitment_weight"] * q.commitment_loss \
+        with torch.no_grad():
+            target = self.model.target_magnitudes(wav)
+        terms = self.magnitude(log_mag.float(), target)  # float32: log spectra of bf16 lose the quiet bins
+        loss = t["mel_weight"] * terms["mel"] + t["log_weight"] * terms["log"] \
+            + t["convergence_weight"] * terms["convergence"] + t["commitment_weight"] * q.commitment_loss \
             + t["codebook_weight"] * q.codebook_loss + t["residual_weight"] * q.residual_loss
-        out = {"mel": mel_loss}
+        out = dict(terms)
         if reseeded is not None:
             out["reseeded"] = reseeded
-        if t["stft_weight"]:
-            out["stft"] = self.stft(recon, wav)
-            loss = loss + t["stft_weight"] * out["stft"]
-        if self.model.decoder.harmonic is not None:
-            out["f0"], out["voiced"] = self._f0_loss(wav)
-            loss = loss + t["f0_weight"] * out["f0"]
-        if self.disc is not None and step >= t["adversarial_start"]:
-            n = wav.shape[0]
-            for group in self.d_opt.param_groups:
-                group["lr"] = lr_at(step - t["adversarial_start"], t, t["disc_lr"] or t["lr"])
-            # Discriminator step on real vs (detached) decoded audio: one forward, one backward (DDP-safe).
-            self.disc.requires_grad_(True)
-            with self.autocast():
-                d_out = self.disc_net(torch.cat([wav, recon.detach()]))
-            d_loss = discriminator_loss(*_split(d_out, n))
-            self.d_opt.zero_grad(set_to_none=True)
-            d_loss.backward()
-            out["d_grad_norm"] = torch.nn.utils.clip_grad_norm_(self.disc.parameters(), t["grad_clip"])
-            self.d_opt.step()
-            # Generator terms through the updated, frozen discriminator (bare module: no DDP hooks fire).
-            self.disc.requires_grad_(False)
-            with self.autocast():
-                real, fake = _split(self.disc(torch.cat([wav, recon])), n)
-            out.update(d_loss=d_loss, adv=generator_loss(fake), fm=feature_matching_loss(real, fake))
-            loss = loss + t["adv_weight"] * out["adv"] + t["fm_weight"] * out["fm"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t["grad_clip"])
@@ -216,19 +180,6 @@ class Trainer:
         out.update(loss=loss, commit=q.commitment_loss, codebook=q.codebook_loss, residual=q.residual_loss, grad_norm=grad_norm,
                    perplexity_mean=q.perplexity.mean(), perplexity_min=q.perplexity.min())
         return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
-
-    def _f0_loss(self, wav: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Mean |log2 f0_predicted - log2 f0_input| over the voiced hops, and the voiced share of hops."""
-        from .pitch import yin_f0
-
-        head = self.model.decoder.harmonic
-        with torch.no_grad():
-            target, voiced = yin_f0(wav, head.hop, head.sample_rate)
-        predicted = head.last_f0[:, : target.shape[1]]
-        if not voiced.any():
-            return predicted.sum() * 0.0, 0.0
-        err = (torch.log2(predicted[voiced]) - torch.log2(target[voiced].clamp_min(1.0))).abs()
-        return err.mean(), float(voiced.float().mean())
 
     def _sync_reseeded_codes(self) -> None:
         """Dead codes are re-seeded from each rank's own batch: take rank 0's so the replicas stay equal."""
@@ -253,7 +204,7 @@ class Trainer:
     # --------------------------------------------------------------------------------- checkpoints
     def save(self, ckpt: Path, step: int, recipe: dict, extra: dict) -> None:
         """checkpoint/: model (package format), optimizer tensors (safetensors), trainer.json, recipe.yaml;
-        with the discriminators and EMA on, their weights and optimizer beside them.
+        with EMA on, its weights beside them.
 
         Written whole into checkpoint.new/ and swapped in by renames: a run killed mid-save leaves the
         previous checkpoint (as checkpoint/ or checkpoint.old/), never new weights beside an old step.
@@ -265,10 +216,6 @@ class Trainer:
         tensors["torch_rng"] = torch.get_rng_state()  # unused here; format-1 readers expect it
         _save_tensors(new / "optimizer.safetensors", tensors)
         meta = {"step": step, "param_groups": groups, "format": 2, **extra}
-        if self.disc is not None:
-            _save_tensors(new / DISC_FILE, self.disc.state_dict())
-            d_tensors, meta["disc_param_groups"] = _opt_tensors(self.d_opt)
-            _save_tensors(new / DISC_OPT_FILE, d_tensors or {"empty": torch.zeros(0)})
         if self.ema is not None:
             _save_tensors(new / EMA_FILE, self.ema.state_dict())
         (new / "recipe.yaml").write_text(yaml.safe_dump(recipe))
@@ -282,7 +229,7 @@ class Trainer:
     def load(self, ckpt: Path, log=print) -> dict:
         """Restore from checkpoint/ (or checkpoint.old/ if a save was cut between its renames); returns
         trainer.json ({} if there is no checkpoint). Reads format 1 (model + optimizer, written before
-        issue 5) too: what it lacks (discriminators, their optimizer, EMA) starts fresh, and `log` says so."""
+        the first trainer) too: what it lacks (EMA) starts fresh, and `log` says so."""
         old = ckpt.with_name(ckpt.name + ".old")
         if not (ckpt / "trainer.json").is_file():
             if not (old / "trainer.json").is_file():
@@ -303,17 +250,6 @@ class Trainer:
         tensors.pop("torch_rng", None)  # every step re-seeds from (seed, step, rank) instead
         _load_opt(self.opt, tensors, meta["param_groups"], betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
         fresh = []
-        if self.disc is not None:
-            if (ckpt / DISC_FILE).is_file():
-                try:
-                    self.disc.load_state_dict(load_file(str(ckpt / DISC_FILE)))
-                except RuntimeError as err:
-                    raise ValueError(f"{ckpt / DISC_FILE}: does not fit the recipe's discriminator ({err})") from None
-                d_tensors = load_file(str(ckpt / DISC_OPT_FILE))
-                _load_opt(self.d_opt, {k: v for k, v in d_tensors.items() if k != "empty"}, meta["disc_param_groups"],
-                          betas=tuple(t["betas"]), weight_decay=t["weight_decay"])
-            else:  # adversarial training switched on for a run that had none (e.g. a format-1 checkpoint)
-                fresh.append("discriminators and their optimizer")
         if self.ema is not None:
             if (ckpt / EMA_FILE).is_file():
                 self.ema.load_state_dict(load_file(str(ckpt / EMA_FILE)))
@@ -509,8 +445,8 @@ def train(recipe: dict, out: str | Path, max_steps: int | None = None, log=print
         if step % t["log_every"] == 0 or step == end:
             # Losses are those of the last step (exactly reproducible); nothing averages across ranks.
             speed = audio_s / (time.time() - tic)
-            last = {"step": step, **{k: values[k] for k in ("loss", "mel")}, "commit": values["commit"],
-                    **{k: values[k] for k in ("codebook", "residual", "stft", "f0", "voiced", "adv", "fm", "d_loss") if k in values},
+            last = {"step": step, **{k: values[k] for k in ("loss", "mel", "log", "convergence")}, "commit": values["commit"],
+                    **{k: values[k] for k in ("codebook", "residual") if k in values},
                     "grad_norm": values["grad_norm"], "lr": lr_at(step - 1, t), "audio_s_per_s": round(speed, 2),
                     "perplexity_mean": values["perplexity_mean"], "perplexity_min": values["perplexity_min"],
                     "dead_codes": int(model.quantizer.dead_codes().sum()), "reseeded": reseeded}

@@ -1,61 +1,85 @@
-"""The harmonic head and its training target, on signals whose answer is known."""
+"""Pitch as coded: the causal estimator, the two code slots, the harmonic comb built from it."""
 import numpy as np
 import pytest
 import torch
 
-from codec.modules import HarmonicHead
-from codec.pitch import yin_f0
+from codec.modules import SourceFilterHead
+from codec.pitch import PitchCoder, causal_yin
 
 from conftest import speech_like
 
 
-def hops_of(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(x[: len(x) // 240 * 240])[None, None]
+def frames_of(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x[: len(x) // 1920 * 1920])[None, None]
+
+
+def glide(f0: float, t: np.ndarray) -> np.ndarray:
+    return f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))  # speech_like's pitch
 
 
 @pytest.mark.parametrize("f0", [95.0, 140.0, 240.0])
-def test_yin_follows_a_gliding_pitch(f0):
-    # speech_like glides as f0 (1 + 0.1 sin(2 pi 0.7 t)); each hop's window is centred on the hop's middle
-    est, voiced = yin_f0(hops_of(speech_like(2.0, f0=f0)))
-    t = (np.arange(est.shape[1]) * 240 + 120) / 24000
-    truth = f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
-    assert voiced.float().mean() > 0.95
-    assert np.abs(est[0].numpy() - truth)[voiced[0].numpy()].max() < 0.01 * f0
+def test_causal_yin_follows_a_gliding_pitch(f0):
+    est, voiced = causal_yin(frames_of(speech_like(2.0, f0=f0)))
+    # each window is centred on its hop's middle unless that would reach past the frame's end
+    from codec.pitch import analysis_centres
+
+    offsets = analysis_centres(240, 1920, 960).numpy()
+    t = ((np.arange(est.shape[1]) // 8) * 1920 + offsets[np.arange(est.shape[1]) % 8]) / 24000
+    assert voiced[0, 4:].float().mean() > 0.95  # the first hops look back into the silence before the start
+    err = np.abs(est[0].numpy() - glide(f0, t))[voiced[0].numpy()]
+    assert np.median(err) < 0.005 * f0 and err.max() < 0.02 * f0
 
 
-def test_yin_calls_noise_and_silence_unvoiced():
+def test_causal_yin_never_looks_past_the_frame():
+    x = frames_of(speech_like(1.0))
+    later = x.clone()
+    later[..., 5 * 1920:] = torch.randn_like(later[..., 5 * 1920:])
+    a, _ = causal_yin(x)
+    b, _ = causal_yin(later)
+    assert torch.equal(a[:, : 5 * 8], b[:, : 5 * 8]) and not torch.equal(a, b)
+
+
+def test_causal_yin_calls_noise_and_silence_unvoiced():
     noise = 0.1 * np.random.default_rng(0).standard_normal(24000).astype(np.float32)
-    _, voiced = yin_f0(hops_of(noise))
+    _, voiced = causal_yin(frames_of(noise))
     assert voiced.float().mean() < 0.05
-    quiet = np.concatenate([speech_like(0.5), np.zeros(12000, np.float32)])
-    f0, voiced = yin_f0(hops_of(quiet))
-    assert not voiced[0, 55:].any() and (f0[0, 55:] == 0).all()  # the silent half (hops 50 on)
+    quiet = np.concatenate([speech_like(0.48), np.zeros(13440, np.float32)])
+    f0, voiced = causal_yin(frames_of(quiet))
+    assert not voiced[0, 56:].any() and (f0[0, 56:] == 0).all()  # frames 7 on hold only silence
 
 
-def _driven(head: HarmonicHead, f0: float, amps: dict, hops: int) -> np.ndarray:
-    """Set the head's output layer so that every hop asks for `f0` and harmonic k at amplitude amps[k]."""
-    low, high = head.F0_RANGE
-    with torch.no_grad():
-        head.proj.weight.zero_()
-        head.proj.bias.fill_(-40.0)  # exp(-40): silent
-        head.proj.bias[0] = float(np.log(np.log(f0 / low) / np.log(high / low) / (1 - np.log(f0 / low) / np.log(high / low))))
-        for k, a in amps.items():
-            head.proj.bias[k] = float(np.log(a))
-        return head(torch.zeros(1, 4, hops))[0].double().numpy()
+def test_pitch_codes_round_trip_within_cents():
+    coder = PitchCoder()
+    x = frames_of(speech_like(3.0, f0=120.0))
+    f0, voiced = causal_yin(x)
+    codes = coder.encode(f0, voiced)
+    assert codes.shape == (1, 2, x.shape[-1] // 1920)
+    assert int(codes.min()) >= 0 and int(codes.max()) < 1024
+    decoded = coder.decode(codes, torch.from_numpy(np.arange(8) * 240 + 120))  # the analysis hops' centres
+    cents = 1200 * np.abs(np.log2(decoded[0].numpy() / np.maximum(f0[0].numpy(), 1.0)))
+    v = voiced[0].numpy()
+    assert np.median(cents[v]) < 10 and np.percentile(cents[v], 95) < 40
+    flat = coder.decode(codes[:, :1], torch.arange(8) * 240 + 120)  # slot 0 alone: the frame's level
+    assert (flat.reshape(-1, 8).std(dim=1) == 0).all()
 
 
-def test_harmonic_head_synthesizes_the_harmonics_it_is_asked_for():
-    head = HarmonicHead(4, 8, 240, 24000)
-    y = _driven(head, 180.0, {1: 0.3, 3: 0.1}, hops=50)
-    phase = 2 * np.pi * 180.0 * np.arange(1, len(y) + 1) / 24000  # the running sum starts at the first sample
-    expected = 0.3 * np.sin(phase) + 0.1 * np.sin(3 * phase)
-    np.testing.assert_allclose(y, expected, atol=2e-4)
+def test_unvoiced_frames_code_zero_and_decode_unvoiced():
+    coder = PitchCoder()
+    f0 = torch.zeros(1, 16)
+    f0[0, 8:] = 200.0
+    codes = coder.encode(f0, f0 > 0)
+    assert codes[0, :, 0].tolist() == [0, 0] and codes[0, 0, 1] > 0
+    out = coder.decode(codes, torch.arange(8) * 240 + 120)
+    assert (out[0, :8] == 0).all() and torch.allclose(out[0, 8:], torch.full((8,), 200.0), rtol=0.003)
 
 
-def test_harmonic_head_never_aliases():
-    head = HarmonicHead(4, 40, 240, 24000)
-    y = _driven(head, 700.0, {k: 0.05 for k in range(1, 41)}, hops=100)  # 40 x 700 Hz would reach 28 kHz
-    spectrum = np.abs(np.fft.rfft(y)) ** 2
-    freqs = np.fft.rfftfreq(len(y), 1 / 24000)
-    assert spectrum[freqs > 11500].sum() < 1e-6 * spectrum.sum()
-    assert spectrum[(freqs > 10400) & (freqs < 11000)].sum() > 0.01 * spectrum.sum()  # 15 x 700 Hz is kept
+def test_comb_peaks_at_the_harmonics_and_is_silent_when_unvoiced():
+    head = SourceFilterHead(8, 1, 480, 24000, 16, 4)
+    f0 = torch.tensor([[200.0, 0.0]])
+    comb = head.comb(f0)[0]
+    bins = np.arange(241) * 50.0
+    peaks = [k for k in range(1, 240) if comb[0, k] > comb[0, k - 1] and comb[0, k] >= comb[0, k + 1]]
+    assert [int(bins[k]) for k in peaks[:5]] == [200, 400, 600, 800, 1000]
+    assert float(comb[0, 4]) == pytest.approx(1.0, abs=1e-5) and float(comb[0, 6]) < 0.1  # 200 Hz vs 300 Hz
+    assert not (bins[peaks] > 0.95 * 12000).any()  # no harmonic above 0.95 x Nyquist
+    assert (comb[1] == 0).all()

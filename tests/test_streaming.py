@@ -37,14 +37,8 @@ def test_batched_streaming_encode_equals_offline_for_any_chunking(tiny_model, si
 def test_batched_streaming_decode_equals_offline_for_any_split(tiny_model, split):
     frames = max(1, sum(split))
     codes = tiny_model.encode(noise(2, frames * 1920, seed=frames), 24000)[:, :17]  # a prefix depth too
-    parts, pos = [], 0
-    with tiny_model.streaming(batch_size=2) as s:
-        for n in split + [frames - sum(split)]:
-            out = s.decode(codes[..., pos: pos + n])
-            assert out.shape == (2, 1, n * 1920)
-            parts.append(out)
-            pos += n
-    torch.testing.assert_close(torch.cat(parts, -1), tiny_model.decode(codes), rtol=0, atol=1e-5)
+    split = [n for n in split if sum(split) <= frames]
+    torch.testing.assert_close(stream_decode(tiny_model, codes, split), tiny_model.decode(codes), rtol=0, atol=1e-5)
 
 
 def test_batch_items_stream_independently(tiny_model):
@@ -67,10 +61,13 @@ def test_bf16_streaming_runs_and_tracks_offline(tiny_model):
     assert (streamed == tiny_model.encode(x, 24000, bf16=True)).float().mean() > 0.95
     assert (streamed[:, 0] == fp32[:, 0]).float().mean() > 0.9
     with tiny_model.streaming(batch_size=2, bf16=True) as s:
-        out = torch.cat([s.decode(fp32[..., f: f + 1]) for f in range(fp32.shape[-1])], -1)
+        out = torch.cat([s.decode(fp32[..., f: f + 1]) for f in range(fp32.shape[-1])] + [s.flush_decode()], -1)
     ref = tiny_model.decode(fp32)
-    assert out.dtype == torch.float32 and out.shape == ref.shape
-    assert (out - ref).abs().max() < 0.05 * ref.abs().max()  # bf16 keeps ~3 significant digits
+    assert out.dtype == torch.float32 and out.shape == ref.shape and torch.isfinite(out).all()
+    # bf16 keeps ~3 significant digits of the decoded magnitudes; the waveforms may differ more, as the
+    # computed phase follows the order of the magnitudes, which rounding can swap
+    diff = tiny_model.magnitudes(fp32, bf16=True) - tiny_model.magnitudes(fp32)
+    assert diff.abs().max() < 0.05
 
 
 class _Recorder(io.RawIOBase):
@@ -100,8 +97,10 @@ def test_decode_stream_writes_one_flushed_frame_at_a_time(tiny_model, tmp_path, 
     out = _Recorder()
     monkeypatch.setattr(sys, "stdout", type("S", (), {"buffer": out})())
     assert cli_main(["decode", "--stream", str(tmp_path / "x.codes"), "-o", "-", "--model", str(tmp_path / "ckpt")]) == 0
-    # each 80 ms frame is flushed on its own (playback can start after the first), the last one trimmed
-    assert [len(c) for c in out.chunks] == [1920 * 2] * 4 + [500 * 2]
+    # each 80 ms frame is flushed on its own (playback can start after the first), the first one short by
+    # the synthesis delay, which the closing flush delivers, trimmed to the file's length
+    delay = tiny_model.config.synthesis_delay
+    assert [len(c) for c in out.chunks] == [(1920 - delay) * 2] + [1920 * 2] * 3 + [500 * 2 + delay * 2]
     pcm = np.frombuffer(b"".join(out.chunks), "<i2")
     ref = np.clip(tiny_model.decode(codes, length=n)[0, 0].numpy(), -1, 1)
     assert np.abs(pcm / 32767 - ref).max() < 2e-4  # 16-bit rounding
@@ -109,78 +108,48 @@ def test_decode_stream_writes_one_flushed_frame_at_a_time(tiny_model, tmp_path, 
                      "--model", str(tmp_path / "ckpt")]) != 0  # --stream is for standard output
 
 
-@pytest.fixture(scope="module")
-def accumulating_model():
-    from conftest import tiny_config
-    from codec import Codec
-
-    torch.manual_seed(99)
-    return Codec(tiny_config(head_phase="accumulate")).eval()
-
-
-@settings(max_examples=5, deadline=None)
-@given(split=st.lists(st.integers(0, 3), min_size=1, max_size=4))
-def test_accumulated_phase_streams_equal_to_offline(accumulating_model, split):
-    # the running phase sum is carried across calls: any split of the frames gives the offline output
-    m = accumulating_model
-    frames = max(1, sum(split))
-    codes = m.encode(noise(2, frames * 1920, seed=frames + 7), 24000)
+def stream_decode(model, codes, split):
+    """Decode `codes` through a stream in chunks of `split` frames (the rest last), plus the closing call."""
     parts, pos = [], 0
-    with m.streaming(batch_size=2) as s:
-        for n in split + [frames - sum(split)]:
-            parts.append(s.decode(codes[..., pos: pos + n]))
+    delay = model.config.synthesis_delay
+    with model.streaming(batch_size=codes.shape[0]) as s:
+        for n in split + [codes.shape[-1] - sum(split)]:
+            out = s.decode(codes[..., pos: pos + n])
+            # what is final: every frame's samples, the first frame's less the synthesis delay
+            assert out.shape[-1] == n * 1920 - (delay if pos == 0 and n else 0)
+            parts.append(out)
             pos += n
-    torch.testing.assert_close(torch.cat(parts, -1), m.decode(codes), rtol=0, atol=1e-5)
+        parts.append(s.flush_decode())
+    return torch.cat(parts, -1)
 
 
-def one_bin_tone(phase: str, bin_: int) -> tuple[np.ndarray, float]:
-    """An ISTFT head whose every hop asks for one bin at unit magnitude and a zero phase output, past its
-    start-up hop; returns (output, the bin's centre frequency: bin * 50 Hz at hop 240 = n_fft / 2)."""
-    from codec.modules import ISTFTHead
-
-    head = ISTFTHead(4, 480, 240, phase=phase)
-    with torch.no_grad():
-        head.proj.weight.zero_()
-        head.proj.bias.zero_()
-        head.proj.bias[:241] = -30.0  # every other bin silent (exp(-30))
-        head.proj.bias[bin_] = 0.0
-        return head(torch.zeros(1, 4, 200))[0, 480:].double().numpy(), bin_ * 50.0
-
-
-def tone_share(y: np.ndarray, freq: float) -> float:
-    """Share of y's energy in the best-fitting sinusoid at `freq`."""
-    t = np.arange(len(y)) / 24000
-    basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], axis=1)
-    fit, *_ = np.linalg.lstsq(basis, y, rcond=None)
-    return float(np.sum((basis @ fit) ** 2) / np.sum(y ** 2))
-
-
-@pytest.mark.parametrize("bin_", [5, 12, 40])
-def test_steady_phase_move_synthesizes_a_steady_sinusoid(bin_):
-    # Accumulating: a zero move beyond the bin's centre advance is a steady sinusoid with a flat envelope.
-    assert tone_share(*one_bin_tone("accumulate", bin_)) > 1 - 1e-6
+def test_streams_and_offline_calls_interleave_on_one_model(tiny_model):
+    # Two streams (one encoding, one decoding, then both) and offline calls take turns on one model:
+    # each gets exactly what it gets alone.
+    m = tiny_model
+    x, y = noise(1, 6 * 1920, seed=21), noise(1, 6 * 1920, seed=22)
+    codes_x, codes_y = m.encode(x, 24000), m.encode(y, 24000)
+    solo_x = stream_encode(m, x, [1920] * 6)
+    solo_y = stream_decode(m, codes_y, [1] * 5)
+    enc, dec = [], []
+    with m.streaming(1) as a, m.streaming(1) as b:
+        for f in range(6):
+            enc.append(a.encode(x[..., f * 1920: (f + 1) * 1920]))
+            assert torch.equal(m.encode(y, 24000), codes_y)  # an offline call between stream calls
+            dec.append(b.decode(codes_y[..., f: f + 1]))
+            with m.streaming(1) as nested:  # a stream opened and used inside another's turn
+                nested.decode(codes_x[..., :2])
+        enc.append(a.flush())
+        dec.append(b.flush_decode())
+    assert torch.equal(torch.cat(enc, -1), solo_x)
+    torch.testing.assert_close(torch.cat(dec, -1), solo_y, rtol=0, atol=0)
+    torch.testing.assert_close(m.decode(codes_y), solo_y, rtol=0, atol=1e-5)
 
 
-def test_free_phase_head_cannot_hold_an_odd_bin_steady():
-    # Why "accumulate" exists: the same constant output from a free-phase head cancels an odd bin hop by hop.
-    assert tone_share(*one_bin_tone("free", 5)) < 0.1
-
-
-def test_harmonic_decoder_streams_like_offline_and_stays_causal():
-    # The oscillators integrate f0, so the 1e-7 rounding differences between streamed and offline convs
-    # grow with length instead of staying put: equal to within 1e-3 of the peak over 8 frames here, and
-    # appending frames never changes earlier samples at all.
-    from conftest import tiny_config
-    from codec import Codec
-
-    torch.manual_seed(5)
-    m = Codec(tiny_config(head_phase="accumulate", harmonics=16)).eval()
-    with torch.no_grad():
-        m.decoder.harmonic.proj.bias[1:] = -3.0  # audible harmonics, not the quiet start of training
-    codes = m.encode(noise(2, 8 * 1920, seed=11), 24000)
-    offline = m.decode(codes)
-    with m.streaming(batch_size=2) as s:
-        streamed = torch.cat([s.decode(codes[..., f: f + 1]) for f in range(8)], -1)
-    assert (streamed - offline).abs().max() < 1e-3 * offline.abs().max()
-    longer = m.decode(torch.cat([codes, codes[..., :3]], -1))
-    assert torch.equal(longer[..., : offline.shape[-1]], offline)
+def test_a_stream_used_outside_its_block_says_so(tiny_model):
+    with tiny_model.streaming(1) as s:
+        s.encode(noise(1, 100, seed=1))
+    for call in (lambda: s.encode(noise(1, 100, seed=1)), lambda: s.decode(torch.zeros(1, 37, 1, dtype=torch.long)),
+                 s.flush, s.flush_decode):
+        with pytest.raises(RuntimeError, match="closed"):
+            call()

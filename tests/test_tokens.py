@@ -111,17 +111,25 @@ def test_codebook_embeddings_sum_to_the_decoder_latent(tiny_model):
     codes = torch.randint(0, 1024, (2, 37, 5), generator=g)
     emb = tiny_model.codebook_embeddings()
     assert emb.shape == (37, 1024, tiny_model.config.latent_dim)
-    for n in (1, 8, 37):
-        # gather each stage's picked vector and sum over stages: an independent path from rvq_decode
-        picked = torch.stack([emb[q][codes[:, q]] for q in range(n)])  # (n, B, F, D)
+    for n in (3, 8, 37):
+        # gather each latent slot's picked vector and sum: an independent path from rvq_decode
+        picked = torch.stack([emb[q][codes[:, q]] for q in range(2, n)])  # (n - 2, B, F, D)
         latent = picked.sum(0).transpose(1, 2)
-        torch.testing.assert_close(latent, tiny_model.quantizer.decode(codes[:, :n]), rtol=1e-5, atol=1e-5)
-    # as an embedding table indexed by vocabulary ids: summing a frame's 37 token embeddings = latent
+        torch.testing.assert_close(latent, tiny_model.latent(codes[:, :n]), rtol=1e-5, atol=1e-5)
+    # as an embedding table indexed by vocabulary ids: summing a frame's 35 latent token embeddings = latent
     v = Vocabulary.for_model(tiny_model)
     table = torch.nn.Embedding.from_pretrained(emb.reshape(-1, emb.shape[-1]))
     steps = T.frames(codes, v)  # (B, F, 37)
-    torch.testing.assert_close(table(steps).sum(2).transpose(1, 2), tiny_model.quantizer.decode(codes),
+    torch.testing.assert_close(table(steps[..., 2:]).sum(2).transpose(1, 2), tiny_model.latent(codes),
                                rtol=1e-5, atol=1e-5)
+    assert tiny_model.codebook_embeddings(8).shape[0] == 8
+
+
+def test_pitch_embeddings_are_smooth_in_the_pitch_they_code(tiny_model):
+    level = tiny_model.codebook_embeddings()[0]
+    near = (level[500] - level[501]).norm()
+    far = (level[500] - level[800]).norm()
+    assert near < 0.1 * far and level[0].abs().max() == 0  # code 0 (unvoiced) carries no pitch
 
 
 def test_decode_tokens_equals_decoding_the_codes(tiny_model):
