@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +11,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from .errors import InputError
+from .errors import InputError, OutputError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64"}
 
@@ -23,13 +23,21 @@ def audio_files(folder: str | Path, suffixes=AUDIO_SUFFIXES) -> list[Path]:
 
 
 def as_batch(wav) -> torch.Tensor:
-    """[T], [C, T] or [B, C, T] (tensor or array) -> float32 tensor [B, C, T]."""
+    """[T], [C, T] or [B, C, T] (tensor or array) -> float32 tensor [B, C, T].
+
+    A 2-D input longer in its first dimension is refused: that is soundfile's (samples, channels) layout,
+    which read as [C, T] would turn every sample into a channel.
+    """
     wav = torch.as_tensor(np.asarray(wav) if not isinstance(wav, torch.Tensor) else wav)
     if not wav.is_floating_point():
         raise TypeError(f"audio must be floating point in [-1, 1], got {wav.dtype}")
     if wav.dim() == 1:
         wav = wav[None, None]
     elif wav.dim() == 2:
+        rows, cols = wav.shape
+        if rows > cols > 0:  # [C, 0] is an empty chunk, not a layout question
+            raise ValueError(f"audio of shape {tuple(wav.shape)} looks like (samples, channels), as soundfile reads "
+                             f"it; pass its transpose (wav.T), shaped [channels, samples]")
         wav = wav[None]
     elif wav.dim() != 3:
         raise ValueError(f"audio must be [T], [C, T] or [B, C, T], got shape {tuple(wav.shape)}")
@@ -78,21 +86,38 @@ def _umask() -> int:
 
 @contextmanager
 def atomic_path(target: str | Path):
-    """Yield a temporary path beside `target`; rename it over `target` only if the block succeeds.
+    """Yield a temporary path beside `target` for the block to write; rename it over `target` only if the
+    block succeeds.
 
-    A failure leaves no partial file and keeps whatever `target` held before.
+    A failure leaves no partial file and keeps whatever `target` held before. The block only writes, so an
+    OS error in it, or in making the folder, the temporary file or the rename, is the output's fault: it
+    becomes OutputError naming `target` and the reason (permission denied, no space left, ...).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any new file
         yield Path(tmp)
         os.replace(tmp, target)
+    except (OSError, sf.LibsndfileError) as err:
+        raise OutputError(f"{target}: cannot write ({_reason(err)})") from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None and os.path.exists(tmp):
+            with suppress(OSError):
+                os.unlink(tmp)
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, FileExistsError):  # from mkdir: a file stands where a folder of the path should be
+        return f"{err.filename} is a file, not a folder"
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    # libsndfile reports a failed write(2) as a bare "System error."; cffi keeps the errno that call set
+    code = getattr(getattr(sf, "_ffi", None), "errno", 0)
+    return os.strerror(code) if err.code == 2 and code else err.error_string
 
 
 def write_audio(path: str | Path, wav: np.ndarray, rate: int) -> None:

@@ -1,68 +1,103 @@
 """The `codec` command line: encode, decode, info, train, bench, tokenize.
 
-Exit codes: 0 success; 1 other codec error; 2 bad usage; 3 bad input audio; 4 bad codes file;
-5 bad or missing weights; 130 interrupted. With several inputs, every file is tried and the exit code is
-that of the first failure.
+Exit codes: 0 success; 1 other codec error; 2 bad usage (including outputs that would collide); 3 bad input
+audio; 4 bad codes file; 5 bad or missing weights; 6 an output cannot be written (read-only folder, permission
+denied, disk full); 130 interrupted. With several inputs, every file is tried and the exit code is that of
+the first failure.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 from pathlib import Path
-
-import numpy as np
+from typing import NamedTuple
 
 from .audio import AUDIO_SUFFIXES, audio_files
-from .errors import CodecError, InputError
+from .errors import CodecError, InputError, UsageError
 from .progress import progress_bar
 
 CODES_SUFFIX = ".codes"
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+EXIT_INTERRUPTED = 130
 
 
-def expand_inputs(items: list[str], suffixes: set[str]) -> list[Path]:
+class Input(NamedTuple):
+    path: Path
+    rel: Path  # where its output goes under an output folder: the input's place under the folder or glob
+    listed: bool  # found by listing a folder or expanding a glob, not named on the command line
+
+
+def expand_inputs(items: list[str], suffixes: set[str]) -> list[Input]:
     """Files as given, folders searched recursively for `suffixes`, globs expanded; order kept, no repeats."""
-    out: list[Path] = []
+    out: list[Input] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
             found = audio_files(path, suffixes)
             if not found:
                 raise InputError(f"{path}: folder holds no {'/'.join(sorted(suffixes))} files")
-            out += found
+            out += [Input(p, p.relative_to(path), True) for p in found]
         elif any(ch in item for ch in "*?[") and not path.exists():
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
             if not matches:
                 raise InputError(f"{item}: pattern matches no files")
-            out += matches
+            base = _fixed_part(path)
+            out += [Input(p, p.relative_to(base) if p.is_relative_to(base) else Path(p.name), True) for p in matches]
         else:
-            out.append(path)  # a missing file is reported when it is processed
+            out.append(Input(path, Path(path.name), False))  # a missing file is reported when it is processed
     seen: set[Path] = set()
-    return [p for p in out if not (p in seen or seen.add(p))]
+    return [i for i in out if not (i.path in seen or seen.add(i.path))]
 
 
-def output_paths(inputs: list[Path], output: str | None, suffix: str) -> list[Path]:
-    """One output per input: beside it by default; `output` is a file for one input, else a folder."""
+def _fixed_part(pattern: Path) -> Path:
+    """The leading folders of a glob pattern that hold no wildcard: what its matches are mirrored under."""
+    parts = []
+    for part in pattern.parent.parts:
+        if any(ch in part for ch in "*?["):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def output_paths(inputs: list[Input], output: str | None, suffix: str) -> list[Path]:
+    """One output per input: beside it by default. `output` names a file for a single input, or a folder
+    (it ends in / or exists as one) under which the inputs' tree is mirrored. Raises UsageError before
+    anything is written if two inputs would share an output or an output would overwrite an input."""
     if output is None:
-        return [p.with_suffix(suffix) for p in inputs]
-    out = Path(output)
-    if len(inputs) == 1 and not out.is_dir() and out.suffix:
-        return [out]
-    return [out / (p.stem + suffix) for p in inputs]
+        outputs = [i.path.with_suffix(suffix) for i in inputs]
+    elif output.endswith(("/", os.sep)) or Path(output).is_dir():
+        outputs = [Path(output) / i.rel.with_suffix(suffix) for i in inputs]
+    elif len(inputs) > 1 or any(i.listed for i in inputs):
+        raise UsageError(f"-o {output}: several inputs, or a folder or pattern, need an output folder: end it "
+                         f"with / (-o {output}/) or create the folder first")
+    else:
+        outputs = [Path(output)]
+    sources = {_key(i.path) for i in inputs}
+    writers: dict[str, Path] = {}
+    for i, dst in zip(inputs, outputs):
+        key = _key(dst)
+        if key in sources:
+            raise UsageError(f"{dst}: the output of {i.path} would overwrite an input; nothing was written")
+        if key in writers:
+            raise UsageError(f"{writers[key]} and {i.path} would both be written to {dst}; nothing was written: "
+                             "rename one or code them in separate runs")
+        writers[key] = i.path
+    return outputs
 
 
-def cmd_encode(args, model) -> int:
-    from .streaming_io import encode_file
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.abspath(path))
 
-    inputs = expand_inputs(args.inputs, AUDIO_SUFFIXES)
-    outputs = output_paths(inputs, args.output, CODES_SUFFIX)
+
+def _run_batch(args, jobs: list[tuple[Path, Path]], work) -> int:
+    """Run `work(src, dst, show_progress)` for every pair; a failure is one line and the next file is still
+    tried. Returns the first failure's exit code, or 0."""
     status = 0
     show = not args.quiet and sys.stderr.isatty()
-    for src, dst in zip(progress_bar(show and len(inputs) > 1, iterable=inputs, desc="files", unit="file"), outputs):
+    for src, dst in progress_bar(show and len(jobs) > 1, iterable=jobs, desc="files", unit="file"):
         try:
-            encode_file(model, src, dst, n_codebooks=args.n_codebooks, mono=not args.keep_channels,
-                        chunk_seconds=args.chunk_seconds, bf16=args.bf16, progress=show)
+            work(src, dst, show)
             if not args.quiet:
                 print(f"{src} -> {dst}", file=sys.stderr)
         except CodecError as err:
@@ -71,7 +106,18 @@ def cmd_encode(args, model) -> int:
     return status
 
 
-def cmd_decode(args, model) -> int:
+def cmd_encode(args) -> int:
+    from .streaming_io import encode_file
+
+    inputs = expand_inputs(args.inputs, AUDIO_SUFFIXES)
+    jobs = list(zip([i.path for i in inputs], output_paths(inputs, args.output, CODES_SUFFIX)))
+    model = _load(args)
+    return _run_batch(args, jobs, lambda src, dst, show: encode_file(
+        model, src, dst, n_codebooks=args.n_codebooks, mono=not args.keep_channels,
+        chunk_seconds=args.chunk_seconds, bf16=args.bf16, progress=show))
+
+
+def cmd_decode(args) -> int:
     from .streaming_io import decode_file, decode_to_stdout
 
     inputs = expand_inputs(args.inputs, {CODES_SUFFIX})
@@ -80,20 +126,21 @@ def cmd_decode(args, model) -> int:
     if args.output == "-":  # always frame by frame (--stream states it explicitly)
         if len(inputs) != 1:
             raise InputError("-o - (raw PCM to standard output) takes exactly one codes file")
-        decode_to_stdout(model, inputs[0], bf16=args.bf16)
+        decode_to_stdout(_load(args), inputs[0].path, bf16=args.bf16)
         return 0
-    outputs = output_paths(inputs, args.output, ".wav")
-    status = 0
-    show = not args.quiet and sys.stderr.isatty()
-    for src, dst in zip(progress_bar(show and len(inputs) > 1, iterable=inputs, desc="files", unit="file"), outputs):
-        try:
-            decode_file(model, src, dst, chunk_frames=args.chunk_frames, bf16=args.bf16, progress=show)
-            if not args.quiet:
-                print(f"{src} -> {dst}", file=sys.stderr)
-        except CodecError as err:
-            print(f"codec: error: {err}", file=sys.stderr)
-            status = status or err.exit_code
-    return status
+    jobs = list(zip([i.path for i in inputs], output_paths(inputs, args.output, ".wav")))
+    model = _load(args)
+    return _run_batch(args, jobs, lambda src, dst, show: decode_file(
+        model, src, dst, chunk_frames=args.chunk_frames, bf16=args.bf16, progress=show))
+
+
+def _load(args):
+    from .weights import load
+
+    model = load(args.model)
+    if getattr(args, "n_codebooks", None) is not None and not 1 <= args.n_codebooks <= model.n_codebooks:
+        raise UsageError(f"--n-codebooks must be 1 to {model.n_codebooks}")
+    return model
 
 
 def cmd_info(args) -> int:
@@ -101,7 +148,7 @@ def cmd_info(args) -> int:
     from .weights import load
 
     if args.codes:
-        for path in expand_inputs(args.codes, {CODES_SUFFIX}):
+        for path in (i.path for i in expand_inputs(args.codes, {CODES_SUFFIX})):
             codes, header = read_codes(path)
             seconds = header.samples / header.sample_rate
             print(f"{path}: {header.channels} channel(s), {header.n_codebooks} codebooks x {header.frames} frames, "
@@ -146,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     enc = sub.add_parser("encode", help="audio files, folders or globs -> .codes files")
     enc.add_argument("inputs", nargs="+")
-    enc.add_argument("-o", "--output", help="output file (one input) or folder; default: beside each input")
+    enc.add_argument("-o", "--output", help="output file (one input file), or folder (ends in / or exists) under "
+                     "which the inputs' tree is mirrored; default: beside each input")
     enc.add_argument("-n", "--n-codebooks", type=int, default=None, help="codebooks to keep, 1-37 (8 = 1 kbit/s)")
     enc.add_argument("--keep-channels", action="store_true", help="code each channel on its own instead of downmixing")
     enc.add_argument("--chunk-seconds", type=float, default=60.0, help="audio read and coded per step (bounds memory)")
@@ -154,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dec = sub.add_parser("decode", help=".codes files or folders -> audio (wav, or flac/ogg by the -o suffix)")
     dec.add_argument("inputs", nargs="+")
-    dec.add_argument("-o", "--output", help="output file (one input), folder, or - for raw 16-bit PCM on stdout")
+    dec.add_argument("-o", "--output", help="output file (one input file), folder (ends in / or exists; the inputs' "
+                     "tree is mirrored), or - for raw 16-bit PCM on stdout")
     dec.add_argument("--stream", action="store_true",
                      help="with -o -: decode and write each 80 ms frame as soon as it is ready (raw s16le PCM)")
     dec.add_argument("--chunk-frames", type=int, default=750, help="frames decoded per step (750 = 60 s)")
@@ -210,13 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "info":
             return cmd_info(args)
-        from .weights import load
-
-        model = load(args.model)
-        if getattr(args, "n_codebooks", None) is not None and not 1 <= args.n_codebooks <= model.n_codebooks:
-            print(f"codec: error: --n-codebooks must be 1 to {model.n_codebooks}", file=sys.stderr)
-            return EXIT_USAGE
-        return cmd_encode(args, model) if args.command == "encode" else cmd_decode(args, model)
+        return cmd_encode(args) if args.command == "encode" else cmd_decode(args)
     except CodecError as err:
         print(f"codec: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -7,6 +7,13 @@ class CodecError(Exception):
     exit_code = 1
 
 
+class UsageError(CodecError):
+    """The command line asks for something that cannot be done as asked: two inputs that would be written to
+    one output, several inputs for an output that is not a folder."""
+
+    exit_code = 2
+
+
 class InputError(CodecError):
     """An input file is missing, unreadable, empty, not audio, or holds unusable samples."""
 
@@ -23,3 +30,9 @@ class WeightsError(CodecError):
     """A checkpoint is missing, incomplete, or does not match its checksum."""
 
     exit_code = 5
+
+
+class OutputError(CodecError):
+    """An output cannot be written: a read-only folder, permission denied, a full disk."""
+
+    exit_code = 6

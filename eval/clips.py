@@ -32,6 +32,7 @@ class Clip:
     path: str  # the audio file, or the corpus folder when index is set
     index: int | None = None  # clip number inside a prepared corpus split
     split: str | None = None
+    source: str = ""  # where it comes from, for a reader (never an absolute path: reports get published)
 
     def load(self) -> np.ndarray:
         """Mono float64 [T] at 24 kHz. Raises InputError naming the file when it is unusable."""
@@ -54,7 +55,7 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "clip"
 
 
-def _spread(items: list, max_clips: int | None) -> list:
+def spread(items: list, max_clips: int | None) -> list:
     """At most max_clips items, evenly spaced over the list (every speaker, not the first few)."""
     if not max_clips or len(items) <= max_clips:
         return items
@@ -78,8 +79,10 @@ def find_clips(source: str | Path, split: str = "test", max_clips: int | None = 
             splits = sorted({r["split"] for r in records})
             raise InputError(f"{path}: corpus has no clips in split {split!r} (splits: {', '.join(splits)})")
         sources = sorted({str(r.get("source", "?")) for r in chosen})
-        clips = [Clip(f"{i:05d}_{_safe(Path(r['path']).stem)}", str(path), i, split) for i, r in enumerate(chosen)]
-        return _spread(clips, max_clips), f"{path.name}:{split} ({', '.join(sources)})"
+        clips = [Clip(f"{i:05d}_{_safe(Path(r['path']).stem)}", str(path), i, split,
+                      "/".join([str(r[k]) for k in ("source", "speaker") if r.get(k)] + [Path(r["path"]).name]))
+                 for i, r in enumerate(chosen)]
+        return spread(clips, max_clips), f"{path.name}:{split} ({', '.join(sources)})"
     if path.is_file() and path.suffix.lower() in {".txt", ".lst", ".list"}:
         files = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
         root = None
@@ -92,7 +95,7 @@ def find_clips(source: str | Path, split: str = "test", max_clips: int | None = 
         files, root = [path], path.parent
     else:
         raise InputError(f"{path}: no such file or folder")
-    files = _spread(files, max_clips)
-    clips = [Clip(_safe(str(f.relative_to(root).with_suffix("")) if root else f"{i:05d}_{f.stem}"), str(f))
-             for i, f in enumerate(files)]
+    files = spread(files, max_clips)
+    clips = [Clip(_safe(str(f.relative_to(root).with_suffix("")) if root else f"{i:05d}_{f.stem}"), str(f),
+                  source=str(f.relative_to(root)) if root else f.name) for i, f in enumerate(files)]
     return clips, path.name

@@ -1,4 +1,5 @@
-"""PNG plots of a report: rate-quality curves and a spectrogram comparison of one clip (needs matplotlib)."""
+"""Plots of a report (needs matplotlib): rate-quality curves, a spectrogram comparison of one clip, and the bare
+spectrogram image of each clip and codec that the listening page shows."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -58,19 +59,27 @@ def rate_quality(summary: dict[str, dict], path: Path, metrics=(("pesq_wb", "PES
     return path
 
 
+DB_RANGE = 80  # dB shown below the reference's peak
+
+
+def log_spectrogram(wav: np.ndarray) -> np.ndarray:
+    """dB magnitude [bins, frames]: 1024-point FFT, hop 240 (10 ms at 24 kHz)."""
+    import librosa
+
+    spec = np.abs(librosa.stft(np.asarray(wav, np.float32), n_fft=1024, hop_length=240))
+    return 20 * np.log10(np.maximum(spec, 1e-8))
+
+
 def spectrograms(wavs: list[tuple[str, np.ndarray]], rate: int, path: Path, title: str = "") -> Path:
     """Log-magnitude spectrograms (0 to rate/2, 80 dB range) of the reference and each decoded version,
     stacked with a shared time axis. wavs: (label, [T]) pairs, the reference first."""
-    import librosa
-
     plt = _pyplot()
     fig, axes = plt.subplots(len(wavs), 1, figsize=(10, 1.6 * len(wavs) + 0.6), sharex=True, squeeze=False)
     ref_peak = None
     for ax, (label, wav) in zip(axes[:, 0], wavs):
-        spec = np.abs(librosa.stft(np.asarray(wav, np.float32), n_fft=1024, hop_length=240))
-        db = 20 * np.log10(np.maximum(spec, 1e-8))
+        db = log_spectrogram(wav)
         ref_peak = db.max() if ref_peak is None else ref_peak  # one colour scale, the reference's
-        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=ref_peak - 80, vmax=ref_peak,
+        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=ref_peak - DB_RANGE, vmax=ref_peak,
                   extent=(0, len(wav) / rate, 0, rate / 2000))
         ax.set_ylabel("kHz")
         ax.set_title(label, fontsize=9, loc="left")
@@ -79,5 +88,19 @@ def spectrograms(wavs: list[tuple[str, np.ndarray]], rate: int, path: Path, titl
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def spectrogram_image(db: np.ndarray, peak: float, path: Path, size: tuple[int, int] = (360, 160)) -> Path:
+    """One spectrogram as a bare JPEG of `size` pixels (no axes: the page that shows it says the scale), low
+    frequencies at the bottom, `peak` - 80 dB to `peak` (pass the reference's, so images of one clip compare).
+    JPEG at quality 85: a sixth of a PNG's size for this noisy texture, which matters with hundreds of them."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=peak - DB_RANGE, vmax=peak)
+    ax.set_axis_off()
+    fig.savefig(path, dpi=100, format="jpeg", pil_kwargs={"quality": 85})
     plt.close(fig)
     return path

@@ -3,9 +3,10 @@
     codec eval SOURCE --codec codec:37 --codec codec:17 --codec codec:8 --codec opus:6 --out eval-out
 
 SOURCE: a prepared corpus (its --split, default test), its manifest.jsonl, a folder of audio, a list file or one
-file. Writes OUT/files/<codec>/<clip>.json per clip, OUT/summary.{json,md,csv}, OUT/rate_quality.png and
-OUT/spectrogram.png. Rerunning with the same OUT reuses finished results (resumable). Definitions:
-docs/metrics.md; usage and plugging in your own codec: docs/eval.md.
+file. Writes OUT/files/<codec>/<clip>.json per clip, OUT/summary.{json,md,csv}, OUT/rate_quality.png,
+OUT/spectrogram.png and OUT/report.html (players, spectrograms and metrics per clip). Rerunning with the same OUT
+reuses finished results (resumable). Definitions: docs/metrics.md; usage and plugging in your own codec:
+docs/eval.md.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from .bitrate import codebook_stats
 from .clips import RATE, Clip, find_clips
 from .codecs import CodecUnavailable, load_plugin, make_codec
 from .metrics import METRICS
-from .run import Worker, init_worker, is_done, result_path, run_in_worker, slug, version_of
+from .run import Worker, audio_path, init_worker, is_done, result_path, run_in_worker, slug, version_of
 
 HEADERS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR dB",
            "mel_distance": "mel dist", "stft_distance": "STFT dist", "speaker_sim": "spk sim",
@@ -93,20 +94,26 @@ def table_rows(summary: dict[str, dict], columns: list[str]) -> tuple[list[str],
     return head, body
 
 
+LEGEND = ("Means over files; (n) after a value: the number of files where it was computable, when fewer than all. "
+          "measured = whole file or stream, payload = codec frames without container or header, entropy = what an "
+          "ideal per-codebook entropy coder would reach (docs/metrics.md).")
+
+
+def not_computable(summary: dict[str, dict], columns: list[str]) -> list[str]:
+    """One line per (codec, metric, reason) whose files were left out of the mean."""
+    return [f"{spec} {HEADERS.get(col, col)}: {n} file(s) not computable: {reason}"
+            for spec, row in summary.items() for col in columns
+            for reason, n in row.get(f"{col}_not_computable", {}).items()]
+
+
 def markdown(summary: dict[str, dict], columns: list[str], title: str) -> str:
     head, body = table_rows(summary, columns)
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
-    notes = []
-    for spec, row in summary.items():
-        for col in columns:
-            for reason, n in row.get(f"{col}_not_computable", {}).items():
-                notes.append(f"- {spec} {HEADERS.get(col, col)}: {n} file(s) not computable: {reason}")
-    lines += ["", ("Means over files; (n) after a value: the number of files where it was computable, when fewer "
-                   "than all. measured = whole file or stream, payload = codec frames without container or header, "
-                   "entropy = what an ideal per-codebook entropy coder would reach (docs/metrics.md).")]
+    lines += ["", LEGEND]
+    notes = not_computable(summary, columns)
     if notes:
-        lines += ["", "Not computable (never averaged in):", *notes]
+        lines += ["", "Not computable (never averaged in):", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="eval-out", help="report folder (default eval-out); reused results resume")
     p.add_argument("--workers", type=int, default=1, help="clips evaluated in parallel processes (default 1)")
     p.add_argument("--extras", default="", help="model-based metrics: comma list of speaker,dnsmos,visqol,wer or all")
-    p.add_argument("--save-audio", action="store_true", help="keep every decoded file (default: the plotted clip)")
+    p.add_argument("--max-listen", type=int, default=20, metavar="N",
+                   help="clips with players in report.html, spread over the set (default 20; 0: none)")
+    p.add_argument("--save-audio", action="store_true",
+                   help="keep every decoded file (default: the listened and the plotted clips)")
     p.add_argument("--spectrogram-clip", default=None, help="clip id to plot (default: the first)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or skip messages")
@@ -154,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_clips is not None and args.max_clips < 1:
         print("codec eval: error: --max-clips must be at least 1", file=sys.stderr)
+        return 2
+    if args.max_listen < 0:
+        print("codec eval: error: --max-listen must be 0 or more", file=sys.stderr)
         return 2
     from .baselines import DEFAULT_SPECS
     from .extras import EXTRAS, ExtraUnavailable
@@ -206,19 +219,23 @@ def main(argv: list[str] | None = None) -> int:
     if plot_clip not in {c.id for c in clips}:
         print(f"codec eval: error: --spectrogram-clip {plot_clip!r} is not among the clips", file=sys.stderr)
         return 2
+    from .listening import listen_clips, write_page
+
+    listen = listen_clips(clips, args.max_listen)
+    kept = {c.id for c in listen} | {plot_clip}  # clips whose audio the page or the plot needs
     versions = {spec: version_of(c) for spec, c in codecs.items()}
     todo = []
     for clip in clips:
         pending = [s for s in codecs if not is_done(result_path(out, s, clip.id), versions[s], columns)]
-        if clip.id == plot_clip:  # the plotted clip's audio must exist even when its results were reused
-            pending = [s for s in codecs if s in pending or not (out / "audio" / slug(s) / f"{clip.id}.wav").is_file()]
-        if pending:
-            todo.append((clip, pending))
+        if clip.id in kept:  # its audio must exist even when its results were reused
+            pending = [s for s in codecs if s in pending or not audio_path(out, slug(s), clip.id).is_file()]
+        if pending or (clip.id in kept and not audio_path(out, "reference", clip.id).is_file()):
+            todo.append((clip, pending))  # with no codec pending, evaluate() writes the reference audio alone
     if len(todo) < len(clips):
         _say(f"reusing finished results for {len(clips) - len(todo)} of {len(clips)} clips in {out}", args.quiet)
 
     kwargs = dict(out=str(out), model_dir=args.model, plugins=tuple(args.plugin), extras=tuple(ready_extras),
-                  save_audio=True if args.save_audio else (plot_clip,))
+                  save_audio=True if args.save_audio else tuple(sorted(kept)))
     status = 0
     show = not args.quiet and sys.stderr.isatty()
     with progress_bar(show, total=len(todo), desc="eval", unit="clip") as bar:
@@ -253,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"plots: {out / 'rate_quality.png'}, {out / 'spectrogram.png'}", args.quiet)
         except RuntimeError as err:
             _say(f"no plots: {err}", False)
+    try:
+        page = write_page(out, summary, clips, listen, columns, title, images=not args.no_plots)
+    except RuntimeError as err:  # matplotlib missing: the page without spectrograms
+        _say(f"no spectrograms in the report: {err}", False)
+        page = write_page(out, summary, clips, listen, columns, title, images=False)
+    _say(f"report: {page}", args.quiet)
     return status
 
 
@@ -286,7 +309,7 @@ def _plots(out: Path, summary: dict, clip_id: str, specs: list[str]) -> None:
     rate_quality(summary, out / "rate_quality.png")
     wavs = []
     for label, name in [("reference", "reference")] + [(s, slug(s)) for s in specs if s in summary]:
-        path = out / "audio" / name / f"{clip_id}.wav"
+        path = audio_path(out, name, clip_id)
         if path.is_file():
             row = summary.get(label, {})
             tag = f"{label}  {row['payload_kbps']:.2f} kbit/s" if row else label

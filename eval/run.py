@@ -30,6 +30,19 @@ def result_path(out: Path, spec: str, clip_id: str) -> Path:
     return Path(out) / "files" / slug(spec) / f"{clip_id}.json"
 
 
+def audio_path(out: Path, name: str, clip_id: str) -> Path:
+    """Kept audio of one clip: name is "reference" or a codec's slug. FLAC: lossless and about half the size."""
+    return Path(out) / "audio" / name / f"{clip_id}.flac"
+
+
+def write_flac(path: Path, wav: np.ndarray) -> None:
+    """16-bit FLAC at 24 kHz, written atomically: a resumed run never takes half a file for a finished one."""
+    import soundfile as sf
+
+    with atomic_path(path) as tmp:
+        sf.write(tmp, np.clip(wav, -1, 1), RATE, subtype="PCM_16", format="FLAC")
+
+
 def version_of(codec: SpeechCodec) -> str:
     """What must match for a stored result to be reused: ours changes with its weights."""
     model = getattr(codec, "model", None)
@@ -96,15 +109,12 @@ class Worker:
 
     def evaluate(self, clip: Clip, specs: list[str]) -> list[dict]:
         """Run every codec of `specs` on `clip`; returns the results it wrote (and error records)."""
-        import soundfile as sf
-
         ref = clip.load()
         ref16 = to_rate(ref, RATE, EXTRA_RATE) if self.extras else None
         info = self._reference_info(clip, ref16) if self.extras else {}
         keep_audio = self.save_audio is True or clip.id in (self.save_audio or ())
         if keep_audio:
-            (self.out / "audio" / "reference").mkdir(parents=True, exist_ok=True)
-            sf.write(self.out / "audio" / "reference" / f"{clip.id}.wav", ref.astype(np.float32), RATE)
+            write_flac(audio_path(self.out, "reference", clip.id), ref)
         results = []
         for spec in specs:
             try:
@@ -114,8 +124,6 @@ class Worker:
         return results
 
     def _one(self, clip: Clip, spec: str, ref: np.ndarray, ref16, info: dict, keep_audio: bool) -> dict:
-        import soundfile as sf
-
         codec = self.codec(spec)
         x = to_rate(ref, RATE, codec.sample_rate)
         data = codec.encode(x)
@@ -148,9 +156,7 @@ class Worker:
             np.save(path, t.astype(np.int16 if t.max(initial=0) < 2 ** 15 else np.int32))
             result.update(codebook_size=int(codec.codebook_size), frame_rate=float(codec.frame_rate))
         if keep_audio:
-            path = self.out / "audio" / slug(spec) / f"{clip.id}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(path, np.clip(aligned, -1, 1).astype(np.float32), RATE)
+            write_flac(audio_path(self.out, slug(spec), clip.id), aligned)
         write_json(result_path(self.out, spec, clip.id), result)
         return result
 

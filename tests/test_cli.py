@@ -1,5 +1,7 @@
 """The command line end to end with the shipped model: formats, rates, channels, chunking, bad input."""
+import errno
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,11 +80,11 @@ def test_chunked_resampling_does_not_depend_on_chunk_size(model, tmp_path):
 def test_folders_globs_and_n_codebooks(tmp_path):
     for i in range(3):
         sf.write(tmp_path / f"a{i}.wav", speech_like(0.5, seed=i), 24000)
-    assert run("encode", tmp_path, "-o", tmp_path / "codes", "-n", "17", "-q") == 0
+    assert run("encode", tmp_path, "-o", f"{tmp_path / 'codes'}/", "-n", "17", "-q") == 0
     made = sorted((tmp_path / "codes").glob("*.codes"))
     assert [p.stem for p in made] == ["a0", "a1", "a2"]
     assert read_codes(made[0])[1].n_codebooks == 17
-    assert run("decode", str(tmp_path / "codes" / "*.codes"), "-o", tmp_path / "wavs", "-q") == 0
+    assert run("decode", str(tmp_path / "codes" / "*.codes"), "-o", f"{tmp_path / 'wavs'}/", "-q") == 0
     assert len(list((tmp_path / "wavs").glob("*.wav"))) == 3
 
 
@@ -157,3 +159,132 @@ def test_info_describes_the_shipped_model(capsys):
 def test_usage_error_exit_code(tmp_path):
     sf.write(tmp_path / "s.wav", speech_like(0.3), 24000)
     assert run("encode", tmp_path / "s.wav", "-n", "40") == 2
+
+
+def test_folder_trees_are_mirrored(tmp_path):
+    for sub, seed in (("a", 0), ("b", 1), ("b/deep", 2)):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        sf.write(tmp_path / "in" / sub / "x.wav", speech_like(0.3, seed=seed), 24000)
+    assert run("encode", tmp_path / "in", "-o", f"{tmp_path / 'codes'}/", "-n", "4", "-q") == 0
+    made = sorted(p.relative_to(tmp_path / "codes").as_posix() for p in (tmp_path / "codes").rglob("*.codes"))
+    assert made == ["a/x.codes", "b/deep/x.codes", "b/x.codes"]
+    assert read_codes(tmp_path / "codes" / "a" / "x.codes")[1].meta["source"] == "x.wav"
+    assert run("decode", str(tmp_path / "codes" / "**" / "*.codes"), "-o", f"{tmp_path / 'wavs'}/", "-q") == 0
+    wavs = sorted(p.relative_to(tmp_path / "wavs").as_posix() for p in (tmp_path / "wavs").rglob("*.wav"))
+    assert wavs == ["a/x.wav", "b/deep/x.wav", "b/x.wav"]
+
+
+@pytest.mark.parametrize("case", ["same stem", "same stem, no -o", "-o not a folder", "folder, -o not a folder",
+                                  "output is an input"])
+def test_outputs_that_would_collide_are_refused_before_writing(tmp_path, capsys, case):
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in" / "x.wav", speech_like(0.3), 24000)
+    sf.write(tmp_path / "in" / "x.flac", speech_like(0.3, seed=1), 24000)
+    sf.write(tmp_path / "in" / "y.wav", speech_like(0.3, seed=2), 24000)
+    before = sorted(tmp_path.rglob("*"))
+    args, named = {
+        "same stem": (["encode", tmp_path / "in", "-o", f"{tmp_path / 'out'}/"], ["x.flac", "x.wav"]),
+        "same stem, no -o": (["encode", tmp_path / "in" / "x.wav", tmp_path / "in" / "x.flac"], ["x.flac", "x.wav"]),
+        "-o not a folder": (["encode", tmp_path / "in" / "x.wav", tmp_path / "in" / "y.wav", "-o", tmp_path / "two.codes"],
+                            ["two.codes", "folder"]),
+        "folder, -o not a folder": (["encode", tmp_path / "in", "-o", tmp_path / "out"], ["out/", "folder"]),
+        "output is an input": (["encode", tmp_path / "in" / "y.wav", "-o", tmp_path / "in" / "y.wav"], ["y.wav", "input"]),
+    }[case]
+    assert run(*args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and all(word in err[0] for word in named), err
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, no folder made
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """Make a folder read-only. Root writes through permission bits, so there creating a file in it is
+    refused the way the OS refuses everyone else."""
+    import codec.audio
+    folders = []
+
+    def make(folder: Path) -> Path:
+        folder.chmod(0o555)
+        folders.append(folder)
+        probe = folder / ".probe"
+        try:
+            probe.write_bytes(b"")
+        except PermissionError:
+            return folder
+        probe.unlink()
+        real = codec.audio.tempfile.mkstemp
+
+        def mkstemp(*args, dir=None, **kwargs):
+            if Path(dir) in folders:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(codec.audio.tempfile, "mkstemp", mkstemp)
+        return folder
+
+    yield make
+    for folder in folders:
+        folder.chmod(0o755)
+
+
+def test_read_only_output_folder_fails_that_file_only(tmp_path, capsys, read_only):
+    for name in ("ro", "rw"):
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "x.wav", speech_like(0.3), 24000)
+    read_only(tmp_path / "ro")
+    assert run("encode", tmp_path / "ro" / "x.wav", tmp_path / "rw" / "x.wav", "-n", "4") == 6
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert err == [f"codec: error: {tmp_path / 'ro' / 'x.codes'}: cannot write (Permission denied)"]
+    assert read_codes(tmp_path / "rw" / "x.codes")[1].n_codebooks == 4  # the next input was still coded
+    assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == ["x.wav"]
+
+
+def _fail_when_full(write, name: str):
+    """`write` that writes part of the data and then fails with ENOSPC when the target's name holds `name`."""
+    def full(self, data, *args, **kwargs):
+        if name in str(getattr(self, "name", self)):
+            write(self, data[: len(data) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(self, data, *args, **kwargs)
+    return full
+
+
+def test_full_disk_while_decoding_keeps_earlier_output_and_goes_on(tmp_path, capsys, monkeypatch):
+    for name in ("first", "second"):
+        sf.write(tmp_path / f"{name}.wav", speech_like(0.5), 24000)
+        assert run("encode", tmp_path / f"{name}.wav", "-o", tmp_path / "codes" / f"{name}.codes", "-n", "4", "-q") == 0
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "first.wav").write_bytes(b"precious earlier result")
+    monkeypatch.setattr(sf.SoundFile, "write", _fail_when_full(sf.SoundFile.write, "first"))
+    assert run("decode", tmp_path / "codes", "-o", tmp_path / "out", "-q") == 6
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"codec: error: {tmp_path / 'out' / 'first.wav'}: cannot write (No space left on device)"]
+    assert (tmp_path / "out" / "first.wav").read_bytes() == b"precious earlier result"
+    assert sf.info(tmp_path / "out" / "second.wav").frames == 12000
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["first.wav", "second.wav"]  # no partial file
+
+
+def test_full_disk_while_encoding_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
+    sf.write(tmp_path / "x.wav", speech_like(0.3), 24000)
+    monkeypatch.setattr(Path, "write_bytes", _fail_when_full(Path.write_bytes, "x.codes"))
+    assert run("encode", tmp_path / "x.wav", "-q") == 6
+    assert "x.codes: cannot write (No space left on device)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.wav"]
+
+
+def test_crafted_codes_header_gets_one_line(tmp_path, capsys):
+    import json, struct, zlib
+    sf.write(tmp_path / "s.wav", speech_like(0.5), 24000)
+    assert run("encode", tmp_path / "s.wav", "-q") == 0
+    data = (tmp_path / "s.codes").read_bytes()
+    head_len = struct.unpack_from("<I", data, 8)[0]
+    fields = json.loads(data[12: 12 + head_len])
+    fields["samples"] = 0  # frames say otherwise: once an empty wav with exit 0
+    head = json.dumps(fields).encode()
+    body = data[:8] + struct.pack("<I", len(head)) + head + data[12 + head_len: -4]
+    (tmp_path / "bad.codes").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    for command in (["info", tmp_path / "bad.codes"], ["decode", tmp_path / "bad.codes", "-q"]):
+        assert run(*command) == 4
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "bad.codes: invalid header (0 samples need 0 frames" in err[0], err
+    assert not (tmp_path / "bad.wav").exists()

@@ -1,15 +1,19 @@
 """The .codes format: exact round trips for random shapes, and each kind of damage gets its own error."""
+import json
 import math
+import random
 import struct
 import zlib
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from codec import CodesFileError
 from codec.codes_file import (FORMAT_VERSION, MAGIC, CodesHeader, decode_bytes, encode_bytes, pack, read_codes,
                               unpack, write_codes)
+
+from codes_fuzz import good_file, mutate
 
 
 def header(channels=1, n=37, frames=5, size=1024, samples=None, checksum="ab" * 32):
@@ -116,3 +120,75 @@ def test_missing_and_folder(tmp_path):
         read_codes(tmp_path / "none.codes")
     with pytest.raises(CodesFileError, match="folder"):
         read_codes(tmp_path)
+
+
+def _with_header(data: bytes, head: bytes, fix_crc: bool = True) -> bytes:
+    """`data` with its JSON header replaced by `head` (and, as a crafted file would have, a matching CRC)."""
+    head_len = struct.unpack_from("<I", data, 8)[0]
+    body = data[:8] + struct.pack("<I", len(head)) + head + data[12 + head_len: -4]
+    return body + (struct.pack("<I", zlib.crc32(body)) if fix_crc else data[-4:])
+
+
+def _edited(data: bytes, **changes) -> bytes:
+    fields = json.loads(data[12: 12 + struct.unpack_from("<I", data, 8)[0]])
+    fields.update(changes)
+    return _with_header(data, json.dumps(fields).encode())
+
+
+@pytest.mark.parametrize("craft,message", [
+    (lambda d: _with_header(d, b"[" * 100_000 + b"]" * 100_000), "nested too deeply"),
+    (lambda d: _edited(d, frame_rate=1e6, sample_rate=1), "frame_rate must be"),
+    (lambda d: _edited(d, frame_rate=0), "frame_rate must be"),
+    (lambda d: _with_header(d, _edited_text(d, "frames", "1" + "0" * 400)), "frames must be an integer"),
+    (lambda d: _with_header(d, _edited_text(d, "frames", "1" + "0" * 5000)), "invalid header"),
+    (lambda d: _with_header(d, _edited_text(d, "frame_rate", "NaN")), "NaN is not a number"),
+    (lambda d: _with_header(d, _edited_text(d, "frame_rate", "1e400")), "frame_rate must be"),
+    (lambda d: _edited(d, checksum=12), "checksum must be"),
+    (lambda d: _edited(d, model="a\nb"), "model must be"),
+    (lambda d: _edited(d, samples=0), "0 samples need 0 frames, header says 12"),
+    (lambda d: _edited(d, samples=12 * 1920 + 1), "need 13 frames"),
+    (lambda d: _edited(d, channels=True), "channels must be an integer"),
+    (lambda d: _edited(d, meta=[1]), "meta must be"),
+    (lambda d: _edited(d, extra=1), "unknown field 'extra'"),
+    (lambda d: _with_header(d, b'{"model": "m"}'), "missing field"),
+    (lambda d: _with_header(d, b"[1, 2]"), "not a JSON object"),
+    (lambda d: _with_header(d, b"\xff\xfe"), "invalid header"),
+    (lambda d: _edited(d, frames=13, samples=13 * 1920), "promises"),
+])
+def test_crafted_headers_are_refused_by_the_schema(good, craft, message):
+    path, _ = good
+    path.write_bytes(craft(path.read_bytes()))
+    with pytest.raises(CodesFileError, match=message) as err:
+        read_codes(path)
+    assert str(err.value).startswith(f"{path}: invalid header")
+
+
+def _edited_text(data: bytes, key: str, text: str) -> bytes:
+    """The header's JSON with `key`'s value replaced by raw JSON text (what json.dumps cannot write)."""
+    fields = json.loads(data[12: 12 + struct.unpack_from("<I", data, 8)[0]])
+    fields[key] = "@@"
+    return json.dumps(fields).replace('"@@"', text).encode()
+
+
+def test_the_crc_is_checked_before_the_header_is_believed(good):
+    path, _ = good
+    data = path.read_bytes()
+    crafted = _edited(data, samples=0)
+    path.write_bytes(crafted[:-4] + data[-4:])  # the same crafted header, the CRC not fixed
+    with pytest.raises(CodesFileError, match="damaged: CRC32 mismatch"):
+        read_codes(path)
+
+
+GOOD = good_file()
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rng=st.randoms(use_true_random=False))
+def test_mutated_files_raise_only_codes_file_error(rng: random.Random):
+    data = mutate(rng, GOOD)
+    try:
+        codes, h = decode_bytes(data, "fuzz.codes")
+    except CodesFileError as err:
+        assert str(err).startswith("fuzz.codes: ") and "\n" not in str(err)
+        return
+    assert codes.shape == (h.channels, h.n_codebooks, h.frames) and codes.max(initial=0) < h.codebook_size
