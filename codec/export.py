@@ -61,7 +61,8 @@ def training_summary(run: Path, source: Path, recipe_path: str | Path | None = N
     recipe = yaml.safe_load(recipe_file.read_text()) if recipe_file.is_file() else None
     trainer = _read_json(ckpt / "trainer.json") or {}
     metrics = _metrics(run)
-    summary: dict = {"run": str(run.resolve()), "exported": "best (lowest valid mel, full depth)"
+    # Folder names, not paths: the summary ships inside the package, where a machine's paths mean nothing.
+    summary: dict = {"run": run.resolve().name, "exported": "best (lowest valid mel, full depth)"
                      if source.name == "best" else "last checkpoint"}
     valid = _read_json(source / "valid.json") if source.name == "best" else None
     if valid is None:  # last checkpoint: the newest validation record at or before its step
@@ -72,7 +73,7 @@ def training_summary(run: Path, source: Path, recipe_path: str | Path | None = N
     if recipe is not None:
         t, d = recipe.get("train", {}), recipe.get("data", {})
         original = recipe_path or trainer.get("recipe_path")  # runs before trainer.json kept it: --recipe
-        summary["recipe"] = str(original) if original else f"{recipe_file.resolve()} (copy saved by the run)"
+        summary["recipe"] = _portable(original) if original else "recipe.yaml (the copy saved by the run)"
         if original:
             summary["recipe_name"] = f"{Path(original).parent.name}/{Path(original).stem}"
         if step is not None:
@@ -83,7 +84,7 @@ def training_summary(run: Path, source: Path, recipe_path: str | Path | None = N
         corpus = d.get("corpus")
         info = _read_json(Path(corpus) / "summary.json") if corpus else None
         if info:
-            summary["corpus"] = str(corpus)
+            summary["corpus"] = Path(corpus).name
             summary["corpus_sources"] = ", ".join(info.get("sources", []))
             summary["corpus_hours"] = ", ".join(f"{k} {v}" for k, v in sorted(info.get("hours", {}).items()))
             summary["holdout_valid"] = ", ".join(info.get("valid", [])) or "none"
@@ -105,6 +106,16 @@ def training_summary(run: Path, source: Path, recipe_path: str | Path | None = N
                 prev = m["step"]
         summary["wall_hours_estimated"] = round(wall / 3600, 2)
     return summary
+
+
+def _portable(path: str | Path) -> str:
+    """A recipe path as the reader can find it: relative to the working folder when inside it (a recipe of
+    this repository), else its last two parts."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path(path.parent.name) / path.name)
 
 
 def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, name: str | None = None,

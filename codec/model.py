@@ -153,6 +153,7 @@ class Codec(nn.Module):
             return torch.zeros(codes.shape[0], self.config.latent_dim, codes.shape[-1], device=codes.device)
         return self.quantizer.decode(codes[:, PITCH_CODEBOOKS:], backend=backend)
 
+    @torch.no_grad()
     def magnitudes(self, codes: torch.Tensor, bf16: bool = False, backend: str | None = None) -> torch.Tensor:
         """codes (B, n, F) -> the decoded log STFT magnitudes (B, F * hops, synthesis_fft // 2 + 1)."""
         codes = codes.to(self.device)
@@ -250,12 +251,15 @@ class Codec(nn.Module):
             f0 = self.decode_pitch(self.pitch_codes(wav))
         return self.decoder(q.quantized if quantize else latent, f0), q
 
-    def target_magnitudes(self, wav: torch.Tensor) -> torch.Tensor:
-        """wav (B, 1, T) -> |STFT| (B, T // hop, bins) in the synthesis framing: hop h's window ends with it."""
+    def analysis(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav (B, 1, T) -> complex STFT (B, T // hop, bins) in the synthesis framing: hop h's window ends with it."""
         cfg = self.config
         x = F.pad(wav[:, 0].float(), (cfg.synthesis_fft - cfg.synthesis_hop, 0))
-        frames = x.unfold(-1, cfg.synthesis_fft, cfg.synthesis_hop) * self.analysis_window
-        return torch.fft.rfft(frames, dim=-1).abs()
+        return torch.fft.rfft(x.unfold(-1, cfg.synthesis_fft, cfg.synthesis_hop) * self.analysis_window, dim=-1)
+
+    def target_magnitudes(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav (B, 1, T) -> |STFT| (B, T // hop, bins): what the decoder's magnitudes are trained towards."""
+        return self.analysis(wav).abs()
 
 
 class CodecStream:

@@ -1,39 +1,44 @@
-"""Is it the magnitudes or the phase? Swap them between the reference and the decoded audio and score each.
+"""Is it the magnitudes or the phase? Rebuild each clip with one half taken from the reference, score each.
 
     python recipes/debian-speech/phase_magnitude.py CORPUS [--weights DIR] [--split test] [--clips 8]
 
-For each clip: decode at full depth, then rebuild (a) the decoded magnitudes with the reference phase and
-(b) the reference magnitudes with the decoded phase (STFT 512 / hop 128). PESQ-WB and STOI of the three,
-averaged. Whichever swap scores higher shows which half of the decoder's output costs more.
+In the decoder's own STFT framing (codec.model.Codec.target_magnitudes): (a) the decoded audio, (b) the
+reference's magnitudes with the phase the decoder computes (codec.phase: the phase's ceiling), (c) the
+decoded magnitudes with the reference's phase (the magnitudes' ceiling). PESQ-WB and STOI, averaged.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.signal import istft, stft
 
+from codec import kernels
 from codec.eval.metrics import pesq, stoi
 from diagnostics import parse  # beside this file
 
-NPERSEG, NOVERLAP = 512, 384
 
-
-def _swap(magnitude_of: np.ndarray, phase_of: np.ndarray, rate: int) -> np.ndarray:
-    _, _, mag = stft(magnitude_of, rate, nperseg=NPERSEG, noverlap=NOVERLAP)
-    _, _, ph = stft(phase_of, rate, nperseg=NPERSEG, noverlap=NOVERLAP)
-    return istft(np.abs(mag) * np.exp(1j * np.angle(ph)), rate, nperseg=NPERSEG, noverlap=NOVERLAP)[1][: len(phase_of)]
+def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch.Tensor:
+    """|S| (B, H, K) with the phase of phase_of's STFT in the same framing -> audio (B, H * hop)."""
+    cfg = model.config
+    frames = torch.fft.irfft(torch.polar(magnitude, torch.angle(model.analysis(phase_of))), n=cfg.synthesis_fft)
+    frames = torch.cat([frames, model.synthesis.closing_frames(frames.shape[0], frames.device)], 1)
+    wav = kernels.overlap_add(frames, cfg.synthesis_hop, model.synthesis.window)
+    return wav[:, cfg.synthesis_delay: cfg.synthesis_delay + magnitude.shape[1] * cfg.synthesis_hop]
 
 
 def main() -> None:
     args, model, corpus = parse(__doc__, clips=8, seconds=6.0)
     rate = model.sample_rate
-    rows = {"decoded": [], "decoded magnitude, reference phase": [], "reference magnitude, decoded phase": []}
-    for i in range(min(args.clips, len(corpus))):
-        ref = corpus.audio(i)[: int(args.seconds * rate)]
+    rows = {"decoded": [], "reference magnitude, computed phase": [], "decoded magnitude, reference phase": []}
+    for i in np.linspace(0, len(corpus) - 1, min(args.clips, len(corpus))).astype(int):
+        ref = model._pad_to_frames(torch.from_numpy(corpus.audio(int(i))[: int(args.seconds * rate)])[None, None])
         with torch.no_grad():
-            dec = model.decode(model.encode(torch.from_numpy(ref), rate)).squeeze().numpy()[: len(ref)]
-        for name, out in zip(rows, (dec, _swap(dec, ref, rate), _swap(ref, dec, rate))):
-            rows[name].append((pesq(ref, out, rate), stoi(ref, out, rate)))
+            codes = model.encode_prepared(ref)
+            decoded = model.decode(codes)[:, 0]
+            computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
+            swapped = _with_phase(model, torch.exp(model.magnitudes(codes)), ref)
+        r = ref[0, 0].numpy()
+        for name, out in zip(rows, (decoded, computed, swapped)):
+            rows[name].append((pesq(r, out[0].numpy(), rate), stoi(r, out[0].numpy(), rate)))
     print("| audio | PESQ-WB | STOI |\n|---|---:|---:|")
     for name, scores in rows.items():
         p, s = np.nanmean(np.array(scores, dtype=float), axis=0)

@@ -1,4 +1,4 @@
-"""How far frame-by-frame decoding drifts from offline decoding on real speech (the harmonic head integrates f0).
+"""How far frame-by-frame decoding drifts from offline decoding on real speech.
 
     python recipes/debian-speech/stream_drift.py CORPUS [--weights DIR] [--split test] [--seconds 60]
 
@@ -26,7 +26,8 @@ def main() -> None:
     codes = model.encode(wav, rate)
     offline = model.decode(codes)[0, 0]
     with model.streaming(batch_size=1) as stream:
-        streamed = torch.cat([stream.decode(codes[..., f: f + 1]) for f in range(codes.shape[-1])], -1)[0, 0]
+        streamed = torch.cat([stream.decode(codes[..., f: f + 1]) for f in range(codes.shape[-1])]
+                             + [stream.flush_decode()], -1)[0, 0]
     print("| span | max difference / peak | SNR of streamed vs offline, dB |\n|---|---:|---:|")
     for name, n in (("first 10 s", 10 * rate), (f"all {len(offline) / rate:.0f} s", len(offline))):
         diff, ref = (streamed[:n] - offline[:n]).double(), offline[:n].double()

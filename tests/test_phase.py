@@ -1,0 +1,69 @@
+"""Phases computed from magnitudes (codec.phase): known signals come back, and a stream computes what an
+offline call does."""
+import numpy as np
+import pytest
+import torch
+
+from codec import kernels
+from codec.phase import PhaseState, rtpghi
+
+N_FFT, HOP, BLOCK = 480, 120, 16
+WINDOW = torch.hann_window(N_FFT, periodic=True)
+
+
+def analysis(x: torch.Tensor) -> torch.Tensor:
+    """(T,) -> complex STFT (H, 241) in the decoder's framing: each window ends with its hop."""
+    frames = torch.nn.functional.pad(x, (N_FFT - HOP, 0)).unfold(-1, N_FFT, HOP) * WINDOW
+    return torch.fft.rfft(frames.double(), dim=-1)
+
+
+def synthesize(mag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+    frames = torch.fft.irfft(torch.polar(mag.float(), phase.float()), n=N_FFT)[None]
+    return kernels.overlap_add(frames, HOP, WINDOW)[0, N_FFT - HOP: N_FFT - HOP + mag.shape[0] * HOP]
+
+
+def rebuilt(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """x -> (x, x rebuilt from its STFT magnitudes and computed phases), past the first window."""
+    x = torch.from_numpy(x)
+    mag = analysis(x).abs()
+    phase = torch.from_numpy(rtpghi(torch.log(mag + 1e-5).numpy()[None], HOP, N_FFT, BLOCK)[0])
+    return x, synthesize(mag, phase)
+
+
+def consistency(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spectral convergence of y's magnitudes against x's, past the first and before the last window."""
+    a, b = analysis(x).abs()[4:-4], analysis(y).abs()[4:-4]
+    return float((a - b).norm() / a.norm())
+
+
+@pytest.mark.parametrize("freq", [220.0, 1037.0, 5100.0])
+def test_a_steady_tone_comes_back_as_that_tone(freq):
+    t = np.arange(48000) / 24000
+    x, y = rebuilt((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32))
+    assert consistency(x, y) < 0.02
+    basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], 1)[2400:-2400]
+    fit, *_ = np.linalg.lstsq(basis, y[2400:-2400].numpy(), rcond=None)
+    share = np.sum((basis @ fit) ** 2) / np.sum(y[2400:-2400].numpy() ** 2)
+    assert share > 0.999 and abs(np.hypot(*fit) - 0.3) < 0.01
+
+
+def test_a_harmonic_signal_keeps_its_magnitudes_where_a_random_phase_does_not():
+    from conftest import speech_like
+
+    x, y = rebuilt(speech_like(2.0, f0=130.0))
+    mag = analysis(x).abs()
+    g = torch.Generator().manual_seed(0)
+    noisy = synthesize(mag, torch.rand(mag.shape, generator=g, dtype=torch.float64) * 2 * np.pi)
+    assert consistency(x, y) < 0.25 and consistency(x, noisy) > 2 * consistency(x, y)
+
+
+def test_streamed_blocks_compute_the_offline_phases():
+    g = np.random.default_rng(0)
+    log_mag = np.cumsum(g.standard_normal((2, 5 * BLOCK, 241)), axis=-1) * 0.3
+    offline = rtpghi(log_mag, HOP, N_FFT, BLOCK)
+    state = PhaseState(2, 241, -11.5)
+    parts = [rtpghi(log_mag[:, i: i + n], HOP, N_FFT, BLOCK, state)
+             for i, n in ((0, BLOCK), (BLOCK, 3 * BLOCK), (4 * BLOCK, BLOCK))]
+    assert np.array_equal(np.concatenate(parts, axis=1), offline)
+    with pytest.raises(ValueError, match="multiple of the block"):
+        rtpghi(log_mag[:, :5], HOP, N_FFT, BLOCK)
