@@ -233,9 +233,11 @@ class Codec(nn.Module):
                 out.append(self.decode(codes[None], bf16=bf16)[0])
         return out
 
-    def streaming(self, batch_size: int = 1, n_codebooks: int | None = None, bf16: bool = False) -> "CodecStream":
-        """Context manager for frame-by-frame coding; state lives on the modules until it exits."""
-        return CodecStream(self, batch_size, n_codebooks, bf16)
+    def streaming(self, batch_size: int = 1, n_codebooks: int | None = None, bf16: bool = False,
+                  backend: str | None = None) -> "CodecStream":
+        """Context manager for frame-by-frame coding with its own state (see CodecStream). backend: the
+        kernels' (codec.kernels), for every call of the stream."""
+        return CodecStream(self, batch_size, n_codebooks, bf16, backend)
 
     # -------------------------------------------------------------------------------------- training
     def forward(self, wav: torch.Tensor, n_codebooks: int | None = None, quantize: bool = True
@@ -274,8 +276,9 @@ class CodecStream:
     The state lives in this object: streams and offline calls on one model never see each other's past.
     """
 
-    def __init__(self, model: Codec, batch_size: int, n_codebooks: int | None, bf16: bool):
+    def __init__(self, model: Codec, batch_size: int, n_codebooks: int | None, bf16: bool, backend: str | None = None):
         self.model, self.batch_size, self.n_codebooks, self.bf16 = model, batch_size, n_codebooks, bf16
+        self.backend = backend
         self._buffer: torch.Tensor | None = None
         self._states: dict | None = None
         self._past: torch.Tensor | None = None  # the last frame coded: the pitch estimate's context
@@ -322,7 +325,7 @@ class CodecStream:
         if wav.shape[-1] == 0:
             n = self.n_codebooks or self.model.n_codebooks
             return torch.zeros(self.batch_size, n, 0, dtype=torch.long, device=self.model.device)
-        codes = self.model.encode_prepared(wav, self.n_codebooks, bf16=self.bf16, past=self._past)
+        codes = self.model.encode_prepared(wav, self.n_codebooks, bf16=self.bf16, backend=self.backend, past=self._past)
         self._past = wav[..., -self.model.frame_size:]
         return codes
 
@@ -332,10 +335,10 @@ class CodecStream:
             codes = self.model.check_codes(codes)
             if codes.shape[-1] == 0:
                 return torch.zeros(codes.shape[0], 1, 0, device=self.model.device)
-            return self.model.decode(codes, bf16=self.bf16)
+            return self.model.decode(codes, bf16=self.bf16, backend=self.backend)
 
     @torch.no_grad()
     def flush_decode(self) -> torch.Tensor:
         """The last synthesis_delay samples of everything decoded: (B, 1, delay), or (B, 1, 0) if nothing was."""
         with self._open():
-            return self.model.synthesis.flush()[:, None]
+            return self.model.synthesis.flush(self.batch_size, backend=self.backend)[:, None]

@@ -222,10 +222,11 @@ class PhaseSynthesis(Streamable):
         wav = kernels.overlap_add(frames, self.hop, self.window, backend=backend)
         return wav[:, self.delay: self.delay + hops * self.hop]
 
-    def flush(self, backend: str | None = None) -> torch.Tensor:
-        """Streaming: the last `delay` samples, closed with silent frames; the stream's state ends."""
+    def flush(self, batch: int, backend: str | None = None) -> torch.Tensor:
+        """Streaming: the last `delay` samples (batch, delay), closed with silent frames; the stream's state
+        ends. (batch, 0) if nothing was synthesized."""
         if self.stream_state is None:
-            return torch.zeros(1, 0)
+            return self.window.new_zeros(batch, 0)
         _, tail, env, skip = self.stream_state
         wav, _, _ = kernels.overlap_add_stream(self.closing_frames(tail.shape[0], tail.device), self.hop,
                                                self.window, tail, env, backend=backend)

@@ -413,12 +413,12 @@ def test_model_paths_under_forced_triton(monkeypatch):
         monkeypatch.setenv("CODEC_KERNELS", "reference")
         offline = synth(x)
         with active({}):
-            ref_stream = torch.cat([synth(x[:, :2]), synth(x[:, 2:]), synth.flush()], -1)
+            ref_stream = torch.cat([synth(x[:, :2]), synth(x[:, 2:]), synth.flush(2)], -1)
         close(ref_stream, offline)
         monkeypatch.setenv("CODEC_KERNELS", "triton")
         close(synth(x), offline)
         with active({}):
-            close(torch.cat([synth(x[:, :2]), synth(x[:, 2:]), synth.flush()], -1), ref_stream)
+            close(torch.cat([synth(x[:, :2]), synth(x[:, 2:]), synth.flush(2)], -1), ref_stream)
 
 
 def test_interpreter_after_compiled_mode_import():

@@ -153,3 +153,20 @@ def test_a_stream_used_outside_its_block_says_so(tiny_model):
                  s.flush, s.flush_decode):
         with pytest.raises(RuntimeError, match="closed"):
             call()
+
+
+def test_a_stream_passes_its_backend_to_every_kernel_call(tiny_model, monkeypatch):
+    from codec import kernels
+
+    seen = []
+    for name in ("rvq_encode", "rvq_decode", "overlap_add_stream"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _real=real, _name=name, **kw: (seen.append((_name, kw.get("backend"))), _real(*a, **kw))[1])
+    with tiny_model.streaming(1, backend="reference") as s:
+        codes = torch.cat([s.encode(noise(1, 3 * 1920, seed=2)), s.flush()], -1)
+        s.decode(codes)
+        s.flush_decode()
+    assert {name for name, _ in seen} == {"rvq_encode", "rvq_decode", "overlap_add_stream"}
+    assert all(backend == "reference" for _, backend in seen)
+    with tiny_model.streaming(2) as s:
+        assert s.flush_decode().shape == (2, 1, 0)  # nothing decoded yet
