@@ -488,8 +488,8 @@ def test_bench_floors_match_the_documented_hour():
     # docs/kernels.md quotes these numbers; the formulas live in kernels/bench.py.
     from codec.kernels.bench import ola_floors, rvq_floors
 
-    (enc, dec), (ola, stream) = rvq_floors(45_000), ola_floors(360_000)
-    assert enc == (61_257_696, 41_825_709_312)
-    assert dec == (60_953_408, 7_672_320_000)
-    assert ola == (1_036_802_880, 432_000_240)
-    assert stream[0] == 4 * 360_000 * 480 + 4 * 480 + 4 * 360_000 * 240 + 2 * 4 * 2 * 240
+    (enc, dec), (ola, stream) = rvq_floors(45_000), ola_floors(720_000)
+    assert enc == (60_437_280, 39_564_860_160)
+    assert dec == (60_149_440, 7_257_600_000)
+    assert ola == (1_728_003_360, 777_600_360)
+    assert stream[0] == 4 * 720_000 * 480 + 4 * 480 + 4 * 720_000 * 120 + 2 * 4 * 2 * 360
