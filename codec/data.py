@@ -2,7 +2,10 @@
 
 `prepare` reads folders of audio, one folder per source with one subfolder per speaker, resamples to
 24 kHz mono, trims leading and trailing silence, drops clips that are too short, clipped or silent (each
-drop counted), and assigns whole sources or speakers to the train / valid / test splits.
+drop counted), and assigns whole sources or speakers to the train / valid / test splits. Files below 16 kHz
+are dropped unless a source is given a lower minimum rate: band-limited speech still teaches the low band
+(pitch, formants) when input and target are the same. Each clip's manifest record keeps its original rate
+and measured bandwidth, so training can weight or filter by them.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import contextlib
 import json
 import multiprocessing as mp
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +30,28 @@ SAMPLES_FILE, MANIFEST_FILE, SUMMARY_FILE = "samples.npy", "manifest.jsonl", "su
 class PrepareOptions:
     sample_rate: int = 24000
     min_rate: int = 16000  # below this a file holds no wideband speech: dropped, not upsampled
+    source_min_rate: dict[str, int] = field(default_factory=dict)  # per-source exceptions: band-limited sources kept
     min_seconds: float = 0.4
     clip_share: float = 0.01  # more than 1 % of samples at full scale: distorted, dropped
     silence_db: float = -40.0  # frames this far below the loudest frame are silence for trimming
     floor_dbfs: float = -55.0  # a clip whose loudest 20 ms stay below this is silent: dropped
     margin_s: float = 0.05  # silence kept around the speech after trimming
+    bandwidth_db: float = -60.0  # a clip's bandwidth: highest frequency within this of its spectrum's peak
+
+    def min_rate_for(self, source: str) -> int:
+        return self.source_min_rate.get(source, self.min_rate)
+
+
+def parse_min_rate(spec: str) -> tuple[int, dict[str, int]]:
+    """'16000' or 'src=11025,src2=8000' or both, comma separated -> (default, {source: rate})."""
+    default, per_source = PrepareOptions.min_rate, {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, rate = item.rpartition("=")
+        if name:
+            per_source[name] = int(rate)
+        else:
+            default = int(rate)
+    return default, per_source
 
 
 def find_audio(root: Path) -> list[tuple[str, Path]]:
@@ -51,39 +71,50 @@ def _frame_db(x: np.ndarray, rate: int) -> np.ndarray:
     return 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
 
 
-def process_file(path: Path, opts: PrepareOptions) -> tuple[np.ndarray | None, str]:
-    """Read, check and clean one file -> (int16 samples at the target rate, '') or (None, reason)."""
+def bandwidth(x: np.ndarray, rate: int, floor_db: float) -> float:
+    """The highest frequency (Hz) at which the long-term spectrum of `x` is within `floor_db` of its peak."""
+    from scipy.signal import welch
+
+    freqs, power = welch(x, rate, nperseg=min(512, len(x)))
+    db = 10 * np.log10(power + 1e-20)
+    return float(freqs[np.nonzero(db > db.max() + floor_db)[0][-1]])
+
+
+def process_file(path: Path, opts: PrepareOptions, min_rate: int | None = None
+                 ) -> tuple[np.ndarray | None, str, dict]:
+    """Read, check and clean one file -> (int16 samples at the target rate, '', {'rate': original rate,
+    'bandwidth': Hz measured on the result}) or (None, reason, {}). `min_rate` defaults to opts.min_rate."""
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception:  # noqa: BLE001 - any unreadable file is counted and skipped, never fatal
-        return None, "unreadable"
-    if rate < opts.min_rate:
-        return None, "low sample rate"
+        return None, "unreadable", {}
+    if rate < (opts.min_rate if min_rate is None else min_rate):
+        return None, "low sample rate", {}
     x = data.mean(axis=1)
     if len(x) < opts.min_seconds * rate:
-        return None, "too short"
+        return None, "too short", {}
     if not np.isfinite(x).all():
-        return None, "non-finite"
+        return None, "non-finite", {}
     if np.mean(np.abs(data) >= 0.999) > opts.clip_share:
-        return None, "clipped"
+        return None, "clipped", {}
     db = _frame_db(x, rate)
     if db.max() < opts.floor_dbfs:
-        return None, "silent"
+        return None, "silent", {}
     active = np.nonzero(db > db.max() + opts.silence_db)[0]
     hop, margin = int(0.02 * rate), int(opts.margin_s * rate)
     start = max(0, active[0] * hop - margin)
     end = min(len(x), (active[-1] + 1) * hop + margin)
     x = x[start:end]
     if len(x) < opts.min_seconds * rate:
-        return None, "too short"
+        return None, "too short", {}
     if rate != opts.sample_rate:
         x = soxr.resample(x, rate, opts.sample_rate, quality="HQ")
-    return (np.clip(x, -1, 1) * 32767).astype(np.int16), ""
+    info = {"rate": rate, "bandwidth": round(bandwidth(x, opts.sample_rate, opts.bandwidth_db))}
+    return (np.clip(x, -1, 1) * 32767).astype(np.int16), "", info
 
 
 def _work(args):
-    path, opts = args
-    return process_file(path, opts)
+    return process_file(*args)
 
 
 def format_holdout(held: set[tuple[str, str | None]]) -> list[str]:
@@ -106,6 +137,17 @@ def split_of(source: str, speaker: str, valid: set, test: set) -> str:
     return "train"
 
 
+def _count(items) -> dict:
+    return dict(sorted(Counter(items).items()))
+
+
+def _hours(records, rate: int) -> dict:
+    hours = Counter()
+    for r in records:
+        hours[r["split"]] += r["length"] / rate / 3600
+    return {k: round(v, 3) for k, v in sorted(hours.items())}
+
+
 def prepare(dirs: list[str | Path], out: str | Path, valid: str | None = None, test: str | None = None,
             opts: PrepareOptions | None = None, workers: int = 2, progress: bool = True) -> dict:
     """Build a corpus folder from source folders. Returns the summary (also written as summary.json)."""
@@ -121,32 +163,45 @@ def prepare(dirs: list[str | Path], out: str | Path, valid: str | None = None, t
         if not d.is_dir():
             raise FileNotFoundError(f"{d}: not a folder")
         jobs += [(d.name, spk, p) for spk, p in find_audio(d)]
-    chunks, records, dropped, offset = [], [], Counter(), 0
+    records, dropped, offset = [], Counter(), 0
+    part = out / (SAMPLES_FILE + ".part")  # clips are appended here as they come: memory stays flat
     # workers <= 1: in this process (no spawn start-up cost, and safe where __main__ is unguarded).
     pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
-    with pool or contextlib.nullcontext():
-        tasks = [(p, opts) for _, _, p in jobs]
+    with pool or contextlib.nullcontext(), open(part, "wb") as raw:
+        tasks = [(p, opts, opts.min_rate_for(src)) for src, _, p in jobs]
         results = pool.imap(_work, tasks, chunksize=16) if pool else map(_work, tasks)
-        for (src, spk, path), (samples, reason) in tqdm(zip(jobs, results), total=len(jobs),
-                                                        disable=not progress, desc="prepare"):
+        for (src, spk, path), (samples, reason, info) in tqdm(zip(jobs, results), total=len(jobs),
+                                                              disable=not progress, desc="prepare"):
             if samples is None:
-                dropped[reason] += 1
+                dropped[(src, reason)] += 1
                 continue
-            chunks.append(samples)
+            raw.write(samples.tobytes())
             records.append({"path": str(path), "source": src, "speaker": spk, "offset": offset,
-                            "length": len(samples), "split": split_of(src, spk, valid_set, test_set)})
+                            "length": len(samples), "split": split_of(src, spk, valid_set, test_set), **info})
             offset += len(samples)
-    np.save(out / SAMPLES_FILE, np.concatenate(chunks) if chunks else np.zeros(0, np.int16))
+    samples = np.lib.format.open_memmap(out / SAMPLES_FILE, mode="w+", dtype=np.int16, shape=(offset,))
+    written = np.memmap(part, dtype=np.int16, mode="r") if offset else np.zeros(0, np.int16)
+    for i in range(0, offset, 1 << 24):
+        samples[i:i + (1 << 24)] = written[i:i + (1 << 24)]
+    samples.flush()
+    del samples, written
+    part.unlink()
     with open(out / MANIFEST_FILE, "w") as f:
         for r in records:
             f.write(json.dumps(r) + "\n")
-    hours = Counter()
-    for r in records:
-        hours[r["split"]] += r["length"] / opts.sample_rate / 3600
-    summary = {"files": len(jobs), "kept": len(records), "dropped": dict(dropped),
-               "hours": {k: round(v, 3) for k, v in hours.items()}, "sample_rate": opts.sample_rate,
+    summary = {"files": len(jobs), "kept": len(records), "dropped": _count(r for _, r in dropped.elements()),
+               "hours": _hours(records, opts.sample_rate), "sample_rate": opts.sample_rate,
                "valid": format_holdout(valid_set), "test": format_holdout(test_set),
-               "sources": sorted({r["source"] for r in records})}
+               "sources": sorted({r["source"] for r in records}),
+               "min_rate": opts.min_rate, "source_min_rate": dict(opts.source_min_rate),
+               "by_source": {}}
+    for src in sorted({src for src, _, _ in jobs}):
+        mine = [r for r in records if r["source"] == src]
+        summary["by_source"][src] = {
+            "kept": len(mine), "hours": _hours(mine, opts.sample_rate),
+            "dropped": _count(reason for (s, reason) in dropped.elements() if s == src),
+            "rates": {str(k): n for k, n in _count(r["rate"] for r in mine).items()},  # JSON keys are text
+            "median_bandwidth": int(np.median([r["bandwidth"] for r in mine])) if mine else None}
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -161,9 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", help="held out for testing, same form")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--min-seconds", type=float, default=PrepareOptions.min_seconds)
+    p.add_argument("--min-rate", default=str(PrepareOptions.min_rate),
+                   help="files below this sample rate are dropped: 'HZ' for every source and/or 'source=HZ' for "
+                        "one (keeps a band-limited source), comma separated; default %(default)s")
     args = p.parse_args(argv)
-    summary = prepare(args.dirs, args.out, args.valid, args.test, PrepareOptions(min_seconds=args.min_seconds),
-                      workers=args.workers)
+    min_rate, source_min_rate = parse_min_rate(args.min_rate)
+    opts = PrepareOptions(min_seconds=args.min_seconds, min_rate=min_rate, source_min_rate=source_min_rate)
+    summary = prepare(args.dirs, args.out, args.valid, args.test, opts, workers=args.workers)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codec.data import Corpus, main, prepare
+from codec.data import Corpus, PrepareOptions, main, parse_min_rate, prepare
 
 from conftest import speech_like
 
@@ -57,7 +57,35 @@ def test_prepare_cleans_counts_and_splits(sources, tmp_path):
     assert json.loads((tmp_path / "corpus" / "summary.json").read_text()) == summary
 
 
+def test_prepare_keeps_band_limited_sources_it_is_told_to(sources, tmp_path):
+    """A per-source minimum rate keeps that source's 8 kHz file; every clip records its rate and bandwidth."""
+    opts = PrepareOptions(source_min_rate={"alpha": 8000})
+    summary = prepare([sources / "alpha", sources / "beta"], tmp_path / "corpus", opts=opts, workers=1,
+                      progress=False)
+    assert summary["kept"] == 5 and "low sample rate" not in summary["dropped"]
+    assert summary["source_min_rate"] == {"alpha": 8000} and summary["min_rate"] == 16000
+    by_name = {c["path"].split("/")[-1]: c for c in Corpus(tmp_path / "corpus").clips}
+    assert {n: c["rate"] for n, c in by_name.items()} == {
+        "padded.wav": 24000, "stereo44.flac": 44100, "ok.wav": 16000, "narrowband.wav": 8000, "a.ogg": 24000}
+    # speech_like has harmonics to 4 kHz: the 8 kHz file is cut at its 4 kHz Nyquist, the others are not
+    assert by_name["narrowband.wav"]["bandwidth"] <= 4000 < by_name["padded.wav"]["bandwidth"]
+    alpha = summary["by_source"]["alpha"]
+    assert alpha["kept"] == 4 and alpha["rates"] == {"8000": 1, "16000": 1, "24000": 1, "44100": 1}
+    assert alpha["dropped"] == {"clipped": 1, "silent": 1, "too short": 1, "unreadable": 1}
+    assert summary["by_source"]["beta"]["hours"] == {"train": round(by_name["a.ogg"]["length"] / 24000 / 3600, 3)}
+
+
+def test_parse_min_rate():
+    assert parse_min_rate("16000") == (16000, {})
+    assert parse_min_rate("12000,steel-sky=11025, asterisk-8k=8000") == (12000, {"steel-sky": 11025,
+                                                                               "asterisk-8k": 8000})
+    assert parse_min_rate("queen=11025") == (PrepareOptions.min_rate, {"queen": 11025})
+
+
 def test_prepare_command_line(sources, tmp_path, capsys):
     assert main([str(sources / "beta"), "-o", str(tmp_path / "c"), "--workers", "1", "--valid", "beta/s9"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["kept"] == 1 and summary["valid"] == ["beta/s9"] and "valid" in summary["hours"]
+    assert main([str(sources / "alpha"), "-o", str(tmp_path / "n"), "--workers", "1", "--min-rate", "alpha=8000"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kept"] == 4 and summary["source_min_rate"] == {"alpha": 8000}
