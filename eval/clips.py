@@ -74,14 +74,23 @@ def find_clips(source: str | Path, split: str = "test", max_clips: int | None = 
     if (path / "manifest.jsonl").is_file() and (path / "samples.npy").is_file():
         with open(path / "manifest.jsonl") as f:
             records = [json.loads(line) for line in f]
+        split, _, only = split.partition(":")  # "test:asterisk-en,asterisk-es": some sources of the split
         chosen = [r for r in records if r["split"] == split]
         if not chosen:
             splits = sorted({r["split"] for r in records})
             raise InputError(f"{path}: corpus has no clips in split {split!r} (splits: {', '.join(splits)})")
-        sources = sorted({str(r.get("source", "?")) for r in chosen})
+        # Clip.index counts within the whole split (it is how Corpus(path, split) finds the clip again).
+        numbered = list(enumerate(chosen))
+        if only:
+            wanted = set(only.split(","))
+            missing = wanted - {str(r.get("source")) for r in chosen}
+            if missing:
+                raise InputError(f"{path}: split {split!r} has no source {', '.join(sorted(missing))}")
+            numbered = [(i, r) for i, r in numbered if str(r.get("source")) in wanted]
+        sources = sorted({str(r.get("source", "?")) for _, r in numbered})
         clips = [Clip(f"{i:05d}_{_safe(Path(r['path']).stem)}", str(path), i, split,
                       "/".join([str(r[k]) for k in ("source", "speaker") if r.get(k)] + [Path(r["path"]).name]))
-                 for i, r in enumerate(chosen)]
+                 for i, r in numbered]
         return spread(clips, max_clips), f"{path.name}:{split} ({', '.join(sources)})"
     if path.is_file() and path.suffix.lower() in {".txt", ".lst", ".list"}:
         files = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="codec eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="prepared corpus folder or its manifest.jsonl, audio folder, list file, or a file")
-    p.add_argument("--split", default="test", help="corpus split (default test)")
+    p.add_argument("--split", default="test", help="corpus split (default test); SPLIT:SRC[,SRC] keeps only those sources of it")
     p.add_argument("--codec", action="append", metavar="SPEC",
                    help="codec:N (ours, N codebooks), opus:KBPS, codec2:MODE, speex:KBPS, amrwb:KBPS or a plugin's; "
                         "repeatable (default: ours at 8, 17, 37 and the classic codecs found here)")

@@ -220,3 +220,20 @@ def test_corpus_split_and_max_clips_spread_over_the_set(tmp_path, speech):
     assert np.allclose(clips[0].load(), pcm / 32767)
     with pytest.raises(InputError, match="no clips in split 'dev'"):
         find_clips(tmp_path, "dev")
+
+
+def test_a_split_narrowed_to_some_sources_keeps_their_indices_in_the_split(tmp_path, speech):
+    from codec.errors import InputError
+    from codec.eval.clips import find_clips
+
+    pcm = np.round(speech[:RATE] * 32767).astype(np.int16)
+    records = [{"path": f"s/{i}.wav", "split": "test", "source": "en" if i % 3 == 0 else "ru", "offset": 0,
+                "length": len(pcm)} for i in range(7)]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    np.save(tmp_path / "samples.npy", pcm)
+    (tmp_path / "summary.json").write_text(json.dumps({"sample_rate": RATE}))
+    clips, name = find_clips(tmp_path, "test:en")
+    assert [c.index for c in clips] == [0, 3, 6] and name == f"{tmp_path.name}:test (en)"
+    assert all(c.source.startswith("en/") for c in clips) and np.allclose(clips[1].load(), pcm / 32767)
+    with pytest.raises(InputError, match="no source xx"):
+        find_clips(tmp_path, "test:en,xx")
