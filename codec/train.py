@@ -51,6 +51,7 @@ DEFAULTS = {
         "quantizer_dropout": 0.5,  # share of each batch coded with a random prefix of the stages (DAC)
         "reseed_every": 100, "reseed_threshold": 0.05,  # dead-code re-seeding: period, usage threshold
         "codebook_rate": 0.1,  # picked entries move this far towards their batch centroid per step (k-means)
+        "quantizer_decoder_grad": True,  # false: the decoder's gradient stops at the quantizer (codec.quantizer)
         "log_every": 25, "valid_every": 500, "save_every": 250,
         "valid_pesq_clips": 4,  # PESQ / STOI on this many valid clips per validation (0 = off)
         "tensorboard": True, "progress": True,
@@ -135,6 +136,7 @@ class Trainer:
         vq = self.model.quantizer  # plain attributes, not weights: the state_dict keys stay as shipped
         vq.dropout_prob, vq.reseed_every, vq.reseed_threshold, vq.codebook_rate = \
             float(t["quantizer_dropout"]), int(t["reseed_every"]), float(t["reseed_threshold"]), float(t["codebook_rate"])
+        vq.decoder_grad = bool(t["quantizer_decoder_grad"])
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t["lr"], betas=tuple(t["betas"]),
                                      weight_decay=t["weight_decay"])
         self.mel = MultiScaleMelLoss(cfg.sample_rate).to(device)  # validation, on decoded audio

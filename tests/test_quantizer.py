@@ -64,3 +64,20 @@ def test_picked_entries_follow_their_centroids():
         picked = codes == k
         expected = before[0, k] if not picked.any() else 0.5 * before[0, k] + 0.5 * z_e[picked].mean(0)
         torch.testing.assert_close(vq.codebooks[0, k].detach(), expected.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_without_decoder_grad_the_stages_learn_only_from_their_own_losses():
+    from codec.quantizer import ResidualVQ
+
+    torch.manual_seed(0)
+    for decoder_grad in (True, False):
+        vq = ResidualVQ(16, 4, 32, 4, dropout_prob=0.0, decoder_grad=decoder_grad).train()
+        latent = torch.randn(2, 16, 5, requires_grad=True)
+        q = vq(latent)
+        q.quantized.pow(2).sum().backward()  # a stand-in for the decoder's loss
+        stage_grads = [p.grad for p in (vq.in_weight, vq.out_weight, vq.out_bias)]
+        assert torch.allclose(latent.grad, 2 * q.quantized.detach())  # straight through to the encoder either way
+        if decoder_grad:
+            assert all(g is not None and g.abs().sum() > 0 for g in stage_grads)
+        else:
+            assert all(g is None or g.abs().sum() == 0 for g in stage_grads)
