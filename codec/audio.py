@@ -11,9 +11,26 @@ import soundfile as sf
 import soxr
 import torch
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, UsageError
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64"}
+# What each suffix is written as: (libsndfile format, subtype). 16-bit PCM where the format is PCM.
+_OUTPUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
+                   ".oga": ("OGG", "VORBIS"), ".opus": ("OGG", "OPUS"), ".mp3": ("MP3", "MPEG_LAYER_III"),
+                   ".aiff": ("AIFF", "PCM_16"), ".aif": ("AIFF", "PCM_16"), ".au": ("AU", "PCM_16"),
+                   ".w64": ("W64", "PCM_16")}
+
+
+def output_format(path: str | Path) -> tuple[str, str]:
+    """(format, subtype) for writing audio to `path`, from its suffix. A suffix that names no audio format
+    this libsndfile writes is a UsageError: writing WAV bytes into `x.txt` would hide the mistake."""
+    suffix = Path(path).suffix.lower()
+    fmt = _OUTPUT_FORMATS.get(suffix)
+    if fmt is None or not sf.check_format(*fmt):
+        known = " ".join(s for s, f in _OUTPUT_FORMATS.items() if sf.check_format(*f))
+        raise UsageError(f"{path}: {f'{suffix!r}' if suffix else 'no suffix'} is not an audio format; "
+                         f"audio is written as one of: {known}")
+    return fmt
 
 
 def audio_files(folder: str | Path, suffixes=AUDIO_SUFFIXES) -> list[Path]:
@@ -121,11 +138,10 @@ def _reason(err: Exception) -> str:
 
 
 def write_audio(path: str | Path, wav: np.ndarray, rate: int) -> None:
-    """Write float [C, T] or [T] atomically; the format follows the suffix (wav by default)."""
+    """Write float [C, T] or [T] atomically; the format follows the suffix (`output_format`)."""
     path = Path(path)
+    kind, subtype = output_format(path)
     data = np.asarray(wav, dtype=np.float32)
     data = data.T if data.ndim == 2 else data
-    fmt = sf.available_formats()
-    kind = path.suffix[1:].upper() if path.suffix[1:].upper() in fmt else "WAV"
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.clip(data, -1.0, 1.0), rate, format=kind, subtype=None if kind != "WAV" else "PCM_16")
+        sf.write(str(tmp), np.clip(data, -1.0, 1.0), rate, format=kind, subtype=subtype)

@@ -8,6 +8,8 @@ import time
 
 import torch
 
+from .threads import STREAM_THREADS, torch_threads
+
 
 def _time(fn, repeats: int) -> float:
     fn()  # warm-up: first calls allocate and pick algorithms
@@ -137,11 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder")
     p.add_argument("--seconds", type=float, default=10.0, help="audio length per call (model)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"torch intra-op threads (default: {STREAM_THREADS} for stream, which codes one 80 ms frame "
+                        "per call, as codec decode -o - does; torch's default otherwise)")
     args, rest = p.parse_known_args(argv)
     if args.what == "kernels":
         from .kernels.bench import main as kernels_main
 
         return kernels_main(rest)
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be at least 1, got {args.threads}")
+    threads = args.threads or (STREAM_THREADS if args.what == "stream" else None)
+    with torch_threads(threads):
+        return _run(args)
+
+
+def _run(args) -> int:
     print(f"machine: {machine()}")
     from .weights import load
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from .audio import AUDIO_SUFFIXES, audio_files
+from .audio import AUDIO_SUFFIXES, audio_files, output_format
 from .errors import CodecError, InputError, UsageError
 from .progress import progress_bar
+from .threads import STREAM_THREADS, torch_threads
 
 CODES_SUFFIX = ".codes"
 EXIT_INTERRUPTED = 130
@@ -109,6 +111,8 @@ def _run_batch(args, jobs: list[tuple[Path, Path]], work) -> int:
 def cmd_encode(args) -> int:
     from .streaming_io import encode_file
 
+    if not 0 < args.chunk_seconds < math.inf:
+        raise UsageError(f"--chunk-seconds must be a positive number of seconds, got {args.chunk_seconds:g}")
     inputs = expand_inputs(args.inputs, AUDIO_SUFFIXES)
     jobs = list(zip([i.path for i in inputs], output_paths(inputs, args.output, CODES_SUFFIX)))
     model = _load(args)
@@ -120,18 +124,25 @@ def cmd_encode(args) -> int:
 def cmd_decode(args) -> int:
     from .streaming_io import decode_file, decode_to_stdout
 
-    inputs = expand_inputs(args.inputs, {CODES_SUFFIX})
     if args.stream and args.output != "-":
-        raise InputError("--stream writes raw PCM frame by frame to standard output: use it with -o -")
+        raise UsageError("--stream writes raw PCM frame by frame to standard output: use it with -o -")
+    if args.chunk_frames < 1:
+        raise UsageError(f"--chunk-frames must be at least 1, got {args.chunk_frames}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+    inputs = expand_inputs(args.inputs, {CODES_SUFFIX})
     if args.output == "-":  # always frame by frame (--stream states it explicitly)
         if len(inputs) != 1:
-            raise InputError("-o - (raw PCM to standard output) takes exactly one codes file")
-        decode_to_stdout(_load(args), inputs[0].path, bf16=args.bf16)
+            raise UsageError(f"-o - (raw PCM to standard output) takes exactly one codes file, got {len(inputs)}")
+        decode_to_stdout(_load(args), inputs[0].path, bf16=args.bf16, threads=args.threads or STREAM_THREADS)
         return 0
     jobs = list(zip([i.path for i in inputs], output_paths(inputs, args.output, ".wav")))
+    for _, dst in jobs:
+        output_format(dst)  # an output that is not audio (-o x.txt) is refused before anything is written
     model = _load(args)
-    return _run_batch(args, jobs, lambda src, dst, show: decode_file(
-        model, src, dst, chunk_frames=args.chunk_frames, bf16=args.bf16, progress=show))
+    with torch_threads(args.threads):
+        return _run_batch(args, jobs, lambda src, dst, show: decode_file(
+            model, src, dst, chunk_frames=args.chunk_frames, bf16=args.bf16, progress=show))
 
 
 def _load(args):
@@ -144,16 +155,22 @@ def _load(args):
 
 
 def cmd_info(args) -> int:
-    from .codes_file import read_codes
+    from .codes_file import read_header
     from .weights import load
 
     if args.codes:
+        status = 0
         for path in (i.path for i in expand_inputs(args.codes, {CODES_SUFFIX})):
-            codes, header = read_codes(path)
+            try:
+                header = read_header(path)  # checks the whole file, holds only the header
+            except CodecError as err:
+                print(f"codec: error: {err}", file=sys.stderr)
+                status = status or err.exit_code
+                continue
             seconds = header.samples / header.sample_rate
             print(f"{path}: {header.channels} channel(s), {header.n_codebooks} codebooks x {header.frames} frames, "
                   f"{seconds:.2f} s at {header.sample_rate} Hz, model {header.model} ({header.checksum[:12]})")
-        return 0
+        return status
     model = load(args.model)
     print(describe(model))
     return 0
@@ -197,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "which the inputs' tree is mirrored; default: beside each input")
     enc.add_argument("-n", "--n-codebooks", type=int, default=None, help="codebooks to keep, 1-37 (8 = 1 kbit/s)")
     enc.add_argument("--keep-channels", action="store_true", help="code each channel on its own instead of downmixing")
-    enc.add_argument("--chunk-seconds", type=float, default=60.0, help="audio read and coded per step (bounds memory)")
+    enc.add_argument("--chunk-seconds", type=float, default=10.0, help="audio read and coded per step (bounds memory)")
     common(enc)
 
     dec = sub.add_parser("decode", help=".codes files or folders -> audio (wav, or flac/ogg by the -o suffix)")
@@ -206,7 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "tree is mirrored), or - for raw 16-bit PCM on stdout")
     dec.add_argument("--stream", action="store_true",
                      help="with -o -: decode and write each 80 ms frame as soon as it is ready (raw s16le PCM)")
-    dec.add_argument("--chunk-frames", type=int, default=750, help="frames decoded per step (750 = 60 s)")
+    dec.add_argument("--chunk-frames", type=int, default=125,
+                     help="frames decoded per step (125 = 10 s; bounds memory)")
+    dec.add_argument("--threads", type=int, default=None,
+                     help=f"torch intra-op threads (default: {STREAM_THREADS} with -o -, whose per-frame calls are "
+                          "too small to share out; torch's default otherwise)")
     common(dec)
 
     info = sub.add_parser("info", help="describe the model (or codes files given as arguments)")

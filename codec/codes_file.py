@@ -10,7 +10,10 @@ Layout (all integers little-endian):
                          zero padded to a whole byte
     crc        uint32    CRC32 of everything before it
 
-Packing and unpacking are one vectorized numpy pass each (no per-token Python loop).
+Packing and unpacking are vectorized numpy passes over blocks of values (no per-token Python loop), so their
+scratch memory is bounded whatever the file's length. Codes are read into the smallest unsigned type that
+holds the codebook size (uint16 for the shipped model's 1024 entries), and `read_header` checks a file and
+returns its header without keeping the payload.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -44,6 +48,8 @@ _INT_RANGES = {
 }
 _MAX_FRAME_SIZE = 2**31
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_BLOCK_VALUES = 1 << 16  # values per packing step: a multiple of 8, so every block starts on a byte
+_READ_BLOCK = 1 << 20  # bytes per read when checking a file's CRC without holding it
 
 
 def _show(value) -> str:
@@ -146,18 +152,43 @@ def header_for(model, codes, samples: int, meta: dict | None = None) -> CodesHea
                        frames=int(frames), samples=int(samples), channels=int(channels), meta=dict(meta or {}))
 
 
+def code_dtype(codebook_size: int) -> np.dtype:
+    """The smallest unsigned integer type that holds every index of a codebook of this size (the schema
+    allows at most 2**16 entries)."""
+    return np.dtype(np.uint8 if codebook_size <= 2**8 else np.uint16)
+
+
 def pack(values: np.ndarray, bits: int) -> bytes:
-    """Non-negative integers < 2**bits -> bytes, `bits` per value, MSB first."""
+    """Non-negative integers < 2**bits (bits <= 16) -> bytes, `bits` per value, MSB first."""
     flat = np.ascontiguousarray(values, dtype=">u2").reshape(-1)
-    as_bits = np.unpackbits(flat.view(np.uint8)).reshape(-1, 16)[:, 16 - bits:]
-    return np.packbits(as_bits.reshape(-1)).tobytes()
+    parts = []
+    for start in range(0, len(flat), _BLOCK_VALUES):
+        block = flat[start: start + _BLOCK_VALUES]
+        as_bits = np.unpackbits(block.view(np.uint8)).reshape(-1, 16)[:, 16 - bits:]
+        parts.append(np.packbits(as_bits.reshape(-1)).tobytes())  # whole bytes: blocks hold 8k values
+    return b"".join(parts)
 
 
-def unpack(data: bytes, bits: int, count: int) -> np.ndarray:
-    """Inverse of `pack`: the first `count` values, as int64."""
-    as_bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[: count * bits].reshape(count, bits)
-    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.int64)
-    return as_bits.astype(np.int64) @ weights
+def unpack(data, bits: int, count: int, dtype=None) -> np.ndarray:
+    """Inverse of `pack`: the first `count` values of `data` (bytes-like), as `dtype` (default: the smallest
+    unsigned type that holds `bits` bits)."""
+    dtype = np.dtype(dtype or (np.uint8 if bits <= 8 else np.uint16))
+    raw = np.frombuffer(data, dtype=np.uint8)
+    out = np.empty(count, dtype=dtype)
+    mask = (1 << bits) - 1
+    for start in range(0, count, _BLOCK_VALUES):
+        n = min(_BLOCK_VALUES, count - start)
+        first = start * bits // 8  # a whole byte: start is a multiple of 8
+        # each value lies within the 3 bytes from its first one (bits <= 16, offset <= 7): read them as a
+        # 24-bit big-endian word and shift the value out
+        chunk = np.zeros(-(-n * bits // 8) + 2, dtype=np.uint32)
+        got = raw[first: first + len(chunk)]
+        chunk[: len(got)] = got
+        offsets = np.arange(n, dtype=np.int64) * bits
+        at = offsets >> 3
+        word = (chunk[at] << 16) | (chunk[at + 1] << 8) | chunk[at + 2]
+        out[start: start + n] = (word >> (24 - bits - (offsets & 7)).astype(np.uint32)) & mask
+    return out
 
 
 def encode_bytes(codes: np.ndarray, header: CodesHeader) -> bytes:
@@ -175,51 +206,71 @@ def encode_bytes(codes: np.ndarray, header: CodesHeader) -> bytes:
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def decode_bytes(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, CodesHeader]:
-    """The file's bytes -> (codes (channels, n_codebooks, frames) int64, header). Every check names `name`;
-    whatever the bytes, the only error raised is CodesFileError."""
+def _check(name: str, size: int, read_at, crc_matches) -> tuple[CodesHeader, int]:
+    """Check a codes file's fixed prefix, CRC, header schema and length -> (header, payload offset).
+
+    size: the file's length; read_at(offset, n): its bytes there; crc_matches(): whether the CRC32 stored
+    at the end matches the bytes before it. Whatever the bytes, the only error raised is CodesFileError."""
     def fail(problem: str):
         raise CodesFileError(f"{name}: {problem}")
 
-    if data[: len(MAGIC)] != MAGIC[: len(data)] or not data:
+    start = bytes(read_at(0, _PREFIX.size))
+    if start[: len(MAGIC)] != MAGIC[: len(start)] or not start:
         fail("not a .codes file (wrong magic bytes)")
-    if len(data) < _PREFIX.size + _CRC.size:
-        fail(f"truncated: {len(data)} bytes, shorter than the fixed header")
-    _, version, head_len = _PREFIX.unpack_from(data)
+    if size < _PREFIX.size + _CRC.size:
+        fail(f"truncated: {size} bytes, shorter than the fixed header")
+    _, version, head_len = _PREFIX.unpack(start)
     if version != FORMAT_VERSION:  # first: another version may lay out the rest, the CRC included, differently
         fail(f"unknown format version {version} (this reader knows version {FORMAT_VERSION}); "
              "upgrade codec or re-encode")
     head_end = _PREFIX.size + head_len
-    if head_end + _CRC.size > len(data):
-        fail(f"truncated or damaged: the header claims {head_len} bytes, the file holds {len(data)} in all")
-    if zlib.crc32(data[:-_CRC.size]) != _CRC.unpack_from(data, len(data) - _CRC.size)[0]:
-        fail(_crc_failure(data, head_end))
+    if head_end + _CRC.size > size:
+        fail(f"truncated or damaged: the header claims {head_len} bytes, the file holds {size} in all")
+    head = bytes(read_at(_PREFIX.size, head_len))
+    if not crc_matches():
+        fail(_crc_failure(head, size, head_end))
     try:
-        header = parse_header(data[_PREFIX.size: head_end])
+        header = parse_header(head)
     except (ValueError, TypeError) as err:
         fail(f"invalid header ({err})")
     expected = head_end + header.payload_bytes + _CRC.size
-    if len(data) != expected:  # a consistent checksum over inconsistent lengths: written that way on purpose
-        fail(f"invalid header: it promises {expected} bytes, the file holds {len(data)}")
-    values = unpack(data[head_end: head_end + header.payload_bytes], header.bits, header.n_values)
+    if size != expected:  # a consistent checksum over inconsistent lengths: written that way on purpose
+        fail(f"invalid header: it promises {expected} bytes, the file holds {size}")
+    return header, head_end
+
+
+def _codes_from(payload, header: CodesHeader, name: str) -> np.ndarray:
+    """The payload's bytes -> codes (channels, n_codebooks, frames) in the smallest type that holds them."""
+    values = unpack(payload, header.bits, header.n_values, code_dtype(header.codebook_size))
     if values.size and values.max() >= header.codebook_size:
-        fail(f"damaged: a code is >= codebook_size {header.codebook_size}")
+        raise CodesFileError(f"{name}: damaged: a code is >= codebook_size {header.codebook_size}")
     codes = values.reshape(header.channels, header.frames, header.n_codebooks).transpose(0, 2, 1)
-    return np.ascontiguousarray(codes), header
+    return np.ascontiguousarray(codes)
 
 
-def _crc_failure(data: bytes, head_end: int) -> str:
+def decode_bytes(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, CodesHeader]:
+    """The file's bytes -> (codes (channels, n_codebooks, frames), header). Codes are uint8 for codebooks of
+    up to 256 entries, uint16 up to 65536 (`code_dtype`). Every check names `name`; whatever the bytes, the
+    only error raised is CodesFileError."""
+    view = memoryview(data)
+    stored = lambda: _CRC.unpack_from(data, len(data) - _CRC.size)[0]
+    header, head_end = _check(name, len(data), lambda at, n: view[at: at + n],
+                              lambda: zlib.crc32(view[: len(data) - _CRC.size]) == stored())
+    return _codes_from(view[head_end: head_end + header.payload_bytes], header, name), header
+
+
+def _crc_failure(head: bytes, size: int, head_end: int) -> str:
     """Why the CRC fails, as precisely as an untrusted header allows: a header that still passes the
     schema tells a cut or extended file from a changed byte; it is used for nothing else."""
     try:
-        header = parse_header(data[_PREFIX.size: head_end])
+        header = parse_header(head)
     except (ValueError, TypeError):
         return "damaged: CRC32 mismatch (the header itself is damaged)"
     expected = head_end + header.payload_bytes + _CRC.size
-    if len(data) < expected:
-        return f"truncated: {len(data)} bytes, the header promises {expected}"
-    if len(data) > expected:
-        return f"damaged: {len(data) - expected} unexpected bytes after the payload"
+    if size < expected:
+        return f"truncated: {size} bytes, the header promises {expected}"
+    if size > expected:
+        return f"damaged: {size - expected} unexpected bytes after the payload"
     return "damaged: CRC32 mismatch (a byte changed since it was written)"
 
 
@@ -230,22 +281,62 @@ def write_codes(path: str | Path, codes: np.ndarray, header: CodesHeader) -> Non
         tmp.write_bytes(data)
 
 
-def read_codes(path: str | Path, expect_checksum: str | None = None) -> tuple[np.ndarray, CodesHeader]:
-    """Read and validate a codes file -> (codes (channels, n, frames) int64, header).
-
-    With `expect_checksum` (the decoding model's), a file made by other weights is refused.
-    """
-    path = Path(path)
+def _open(path: Path) -> BinaryIO:
     try:
-        data = path.read_bytes()
+        return path.open("rb")
     except FileNotFoundError:
         raise CodesFileError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise CodesFileError(f"{path}: is a folder, not a .codes file") from None
     except PermissionError:
         raise CodesFileError(f"{path}: permission denied") from None
-    codes, header = decode_bytes(data, str(path))
+
+
+def _check_file(handle: BinaryIO, name: str) -> tuple[CodesHeader, int]:
+    """`_check` on an open file, reading it in blocks: memory stays that of one block and the header."""
+    handle.seek(0, 2)
+    size = handle.tell()
+
+    def read_at(offset: int, n: int) -> bytes:
+        handle.seek(offset)
+        return handle.read(n)
+
+    def crc_matches() -> bool:
+        handle.seek(0)
+        crc, left = 0, size - _CRC.size
+        while left > 0:
+            block = handle.read(min(_READ_BLOCK, left))
+            crc, left = zlib.crc32(block, crc), left - len(block)
+        return crc == _CRC.unpack(handle.read(_CRC.size))[0]
+
+    return _check(name, size, read_at, crc_matches)
+
+
+def _refuse_other_model(path: Path, header: CodesHeader, expect_checksum: str | None) -> None:
     if expect_checksum is not None and header.checksum != expect_checksum:
         raise CodesFileError(f"{path}: made by model {header.model} ({header.checksum[:12]}), not by the model "
                              f"decoding it ({expect_checksum[:12]}): pass --model with the weights that encoded it")
-    return codes, header
+
+
+def read_header(path: str | Path, expect_checksum: str | None = None) -> CodesHeader:
+    """Check a codes file (CRC, schema, length) and return its header; the payload is read through the CRC
+    in blocks but never held or unpacked. `expect_checksum` as for `read_codes`."""
+    path = Path(path)
+    with _open(path) as handle:
+        header, _ = _check_file(handle, str(path))
+    _refuse_other_model(path, header, expect_checksum)
+    return header
+
+
+def read_codes(path: str | Path, expect_checksum: str | None = None) -> tuple[np.ndarray, CodesHeader]:
+    """Read and validate a codes file -> (codes (channels, n, frames), header), codes as in `decode_bytes`.
+
+    With `expect_checksum` (the decoding model's), a file made by other weights is refused.
+    """
+    path = Path(path)
+    with _open(path) as handle:
+        header, head_end = _check_file(handle, str(path))
+        _refuse_other_model(path, header, expect_checksum)
+        handle.seek(head_end)
+        payload = handle.read(header.payload_bytes)
+    return _codes_from(payload, header, str(path)), header

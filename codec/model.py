@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import operator
 from pathlib import Path
 
 import torch
@@ -48,6 +49,7 @@ class Codec(nn.Module):
         self.register_buffer("synthesis_centres", (hops + 1) * cfg.synthesis_hop - cfg.synthesis_fft // 2,
                              persistent=False)
         self._checksum: str | None = None
+        self._loaded_as = None  # (checksum, name, training) of the checkpoint loaded into it: weights.save_pretrained
 
     # ----------------------------------------------------------------------------------------- shape
     @property
@@ -95,11 +97,21 @@ class Codec(nn.Module):
         mono=True averages channels; mono=False codes each channel as its own item (B' = B * C).
         """
         wav = as_batch(wav)
+        if wav.numel() == 0:
+            raise ValueError(f"audio is empty (shape {tuple(wav.shape)}): nothing to code")
         if not torch.isfinite(wav).all():
             raise ValueError("audio holds NaN or infinite samples")
-        wav = resample(wav, int(sample_rate), self.sample_rate)
+        wav = resample(wav, _whole_rate(sample_rate), self.sample_rate)
         wav = wav.mean(dim=1, keepdim=True) if mono else wav.reshape(-1, 1, wav.shape[-1])
         return wav.to(self.device)
+
+    def _check_dtype(self) -> None:
+        # The pitch estimate, the quantizer and the phase synthesis compute in float32 whatever the weights
+        # are, so weights of another type fail deep inside with a dtype mismatch: refuse them here instead.
+        other = {t.dtype for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()} - {torch.float32}
+        if other:
+            raise TypeError(f"this model's weights are {', '.join(sorted(map(str, other)))}; the codec runs in "
+                            "float32: call model.float() (bf16=True runs the convolutions under bfloat16 autocast)")
 
     def _pad_to_frames(self, wav: torch.Tensor) -> torch.Tensor:
         extra = -wav.shape[-1] % self.frame_size
@@ -113,7 +125,8 @@ class Codec(nn.Module):
 
         wav: [T], [C, T] or [B, C, T] float audio at `sample_rate`. n_codebooks: a prefix depth, 1 to 37
         (8 = 1 kbit/s, 17 = 2.1 kbit/s, 37 = 4.6 kbit/s). bf16: run the convolutions under bfloat16
-        autocast (faster on CPUs with AVX-512 bf16; codes may differ from float32 in a few places).
+        autocast (faster on CPUs with AVX-512 bf16; about a fifth of the codes differ from float32's,
+        mostly in the deeper stages: README). Empty audio is refused.
         """
         wav = self.prepare(wav, sample_rate, mono=mono)
         return self.encode_prepared(wav, n_codebooks, bf16=bf16, backend=backend)
@@ -126,6 +139,7 @@ class Codec(nn.Module):
         n = self.n_codebooks if n_codebooks is None else int(n_codebooks)
         if not 1 <= n <= self.n_codebooks:
             raise ValueError(f"n_codebooks must be in [1, {self.n_codebooks}], got {n}")
+        self._check_dtype()
         wav = self._pad_to_frames(wav)
         codes = self.pitch_codes(wav, past)[:, :n]
         if n <= PITCH_CODEBOOKS:
@@ -156,6 +170,7 @@ class Codec(nn.Module):
     @torch.no_grad()
     def magnitudes(self, codes: torch.Tensor, bf16: bool = False, backend: str | None = None) -> torch.Tensor:
         """codes (B, n, F) -> the decoded log STFT magnitudes (B, F * hops, synthesis_fft // 2 + 1)."""
+        self._check_dtype()
         codes = codes.to(self.device)
         latent = self.latent(codes, backend=backend)
         with _autocast(latent.device, bf16):
@@ -164,9 +179,14 @@ class Codec(nn.Module):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, length: int | None = None, bf16: bool = False,
                backend: str | None = None) -> torch.Tensor:
-        """codes (B, n, F) with any n in [1, 37] -> audio (B, 1, F * frame_size), or `length` samples."""
+        """codes (B, n, F) with any n in [1, 37] -> audio (B, 1, F * frame_size), or `length` samples.
+        0 frames give empty audio (B, 1, 0)."""
         codes = self.check_codes(codes)
-        wav = self.synthesis(self.magnitudes(codes, bf16, backend), backend=backend)[:, None]
+        if codes.shape[-1] == 0:  # nothing to synthesize (a backbone that ended at once): no samples
+            self._check_dtype()
+            wav = torch.zeros(codes.shape[0], 1, 0, device=self.device)
+        else:
+            wav = self.synthesis(self.magnitudes(codes, bf16, backend), backend=backend)[:, None]
         if length is not None:
             if not 0 <= length <= wav.shape[-1]:
                 raise ValueError(f"length {length} does not fit {codes.shape[-1]} frames ({wav.shape[-1]} samples)")
@@ -174,14 +194,15 @@ class Codec(nn.Module):
         return wav
 
     def check_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """Validate a codes tensor (B, n, F); name the first bad position if any."""
+        """Validate a codes tensor or array (B, n, F) of any integer type -> int64; name the first bad position."""
         codes = torch.as_tensor(codes)
         if codes.dim() == 2:
             codes = codes[None]
         if codes.dim() != 3:
             raise ValueError(f"codes must be (B, n_codebooks, frames), got shape {tuple(codes.shape)}")
-        if codes.is_floating_point():
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
             raise TypeError(f"codes must be integers, got {codes.dtype}")
+        codes = codes.long()  # codes files hold uint8/uint16, which torch cannot compare
         if not 1 <= codes.shape[1] <= self.n_codebooks:
             raise ValueError(f"codes have {codes.shape[1]} codebooks; this model decodes 1 to {self.n_codebooks}")
         bad = (codes < 0) | (codes >= self.config.codebook_size)
@@ -189,13 +210,14 @@ class Codec(nn.Module):
             b, q, f = (int(i) for i in bad.nonzero()[0])
             raise ValueError(f"code {int(codes[b, q, f])} at (batch {b}, codebook {q}, frame {f}) is outside "
                              f"[0, {self.config.codebook_size})")
-        return codes.long()
+        return codes
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write model.safetensors, config.json and model.sha256 into `directory`; `codec.load(directory)` reads it."""
+    def save_pretrained(self, directory: str | Path, name: str | None = None) -> Path:
+        """Write model.safetensors, config.json and model.sha256 into `directory`; `codec.load(directory)` reads
+        it. name: the model name to record (see `codec.weights.save_pretrained` for changed weights)."""
         from .weights import save_pretrained  # weights imports this module: import at call time
 
-        return save_pretrained(self, directory)
+        return save_pretrained(self, directory, name=name)
 
     @torch.no_grad()
     def codebook_embeddings(self, n_codebooks: int | None = None) -> torch.Tensor:
@@ -262,6 +284,19 @@ class Codec(nn.Module):
     def target_magnitudes(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, 1, T) -> |STFT| (B, T // hop, bins): what the decoder's magnitudes are trained towards."""
         return self.analysis(wav).abs()
+
+
+def _whole_rate(sample_rate) -> int:
+    """A sample rate as a positive int; 22050.5 or "16k" is an error, not silently truncated."""
+    try:
+        rate = operator.index(sample_rate)
+    except TypeError:
+        if not (isinstance(sample_rate, float) and sample_rate.is_integer()):
+            raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}") from None
+        rate = int(sample_rate)
+    if rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {rate}")
+    return rate
 
 
 class CodecStream:

@@ -1,6 +1,9 @@
 """File-to-file coding in bounded memory: audio is read, resampled and coded chunk by chunk with the
 causal state carried across chunks, so a 1-hour file costs the memory of one chunk and gives the codes
-that one pass over the whole file would give."""
+that one pass over the whole file would give. Decoding likewise: the codes stay in the file's small integer
+type and each chunk of frames is decoded and written before the next. Chunks are 10 s by default: a
+chunk's working memory grows with its length (about 0.6 MB per decoded frame), and longer ones save no time
+(docs/performance.md)."""
 from __future__ import annotations
 
 import math
@@ -12,10 +15,11 @@ import soundfile as sf
 import soxr
 import torch
 
-from .audio import atomic_path
+from .audio import atomic_path, output_format
 from .codes_file import header_for, read_codes, write_codes
 from .errors import CodesFileError, InputError
 from .progress import progress_bar
+from .threads import STREAM_THREADS, torch_threads
 
 
 def _open_audio(path: Path) -> sf.SoundFile:
@@ -36,11 +40,13 @@ def _open_audio(path: Path) -> sf.SoundFile:
 
 
 def encode_stream(model, path: str | Path, n_codebooks: int | None = None, mono: bool = True,
-                  chunk_seconds: float = 60.0, bf16: bool = False, progress: bool = False) -> tuple[torch.Tensor, int]:
+                  chunk_seconds: float = 10.0, bf16: bool = False, progress: bool = False) -> tuple[torch.Tensor, int]:
     """Encode an audio file chunk by chunk -> (codes (B, n, F), samples at the model rate).
 
     B is 1 (downmixed) or the file's channel count (mono=False). Raises InputError for unusable input.
     """
+    if not 0 < chunk_seconds < math.inf:
+        raise ValueError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds}")
     path = Path(path)
     with _open_audio(path) as f:
         rate, channels = f.samplerate, f.channels
@@ -77,7 +83,7 @@ def encode_stream(model, path: str | Path, n_codebooks: int | None = None, mono:
 
 
 def encode_file(model, src: str | Path, dst: str | Path, n_codebooks: int | None = None, mono: bool = True,
-                chunk_seconds: float = 60.0, bf16: bool = False, progress: bool = False) -> None:
+                chunk_seconds: float = 10.0, bf16: bool = False, progress: bool = False) -> None:
     """Audio file -> .codes file, written atomically."""
     codes, samples = encode_stream(model, src, n_codebooks, mono, chunk_seconds, bf16, progress)
     write_codes(dst, codes.cpu().numpy(), header_for(model, codes, samples, meta={"source": Path(src).name}))
@@ -90,32 +96,32 @@ def _read_for(model, path: Path):
                              f"this model is {model.sample_rate} Hz with {model.config.codebook_size}")
     if header.n_codebooks > model.n_codebooks:
         raise CodesFileError(f"{path}: has {header.n_codebooks} codebooks; this model decodes at most {model.n_codebooks}")
-    return torch.from_numpy(codes).long(), header
+    return codes, header  # uint16 for 1024-entry codebooks: widened a chunk at a time (`_frames`)
 
 
-def _subtype_for(dst: Path) -> tuple[str, str | None]:
-    kind = dst.suffix[1:].upper()
-    if kind not in sf.available_formats():
-        kind = "WAV"
-    return kind, ("PCM_16" if kind in ("WAV", "FLAC") else None)
+def _frames(codes: np.ndarray, start: int, stop: int) -> torch.Tensor:
+    return torch.from_numpy(codes[:, :, start:stop].astype(np.int64))
 
 
-def decode_file(model, src: str | Path, dst: str | Path, chunk_frames: int = 750, bf16: bool = False,
+def decode_file(model, src: str | Path, dst: str | Path, chunk_frames: int = 125, bf16: bool = False,
                 progress: bool = False) -> None:
-    """.codes file -> audio file (format from the suffix: wav, flac, ogg), in chunks, written atomically."""
+    """.codes file -> audio file (format from the suffix: `codec.audio.output_format`), `chunk_frames` at a
+    time, written atomically."""
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
     src, dst = Path(src), Path(dst)
+    kind, subtype = output_format(dst)
     if not src.is_file():
         raise CodesFileError(f"{src}: no such file")
     codes, header = _read_for(model, src)
-    kind, subtype = _subtype_for(dst)
     remaining = header.samples
     bar = progress_bar(progress and header.frames > 2 * chunk_frames, total=header.frames, desc=src.name, unit="frame")
     with atomic_path(dst) as tmp:
         with sf.SoundFile(str(tmp), "w", samplerate=model.sample_rate, channels=header.channels,
                           format=kind, subtype=subtype) as out, \
                 model.streaming(batch_size=header.channels, bf16=bf16) as stream:
-            for start in range(0, header.frames, max(1, chunk_frames)):
-                wav = stream.decode(codes[:, :, start: start + chunk_frames])[:, 0, :remaining]
+            for start in range(0, header.frames, chunk_frames):
+                wav = stream.decode(_frames(codes, start, start + chunk_frames))[:, 0, :remaining]
                 remaining -= wav.shape[-1]
                 out.write(np.clip(wav.T.cpu().numpy(), -1.0, 1.0))
                 bar.update(min(chunk_frames, header.frames - start))
@@ -123,18 +129,19 @@ def decode_file(model, src: str | Path, dst: str | Path, chunk_frames: int = 750
     bar.close()
 
 
-def decode_to_stdout(model, src: str | Path, bf16: bool = False) -> None:
+def decode_to_stdout(model, src: str | Path, bf16: bool = False, threads: int | None = STREAM_THREADS) -> None:
     """Decode frame by frame to raw 16-bit little-endian PCM on standard output (channels interleaved),
     flushing after each 80 ms frame so playback can start before decoding ends. The first frame gives
-    frame_size - synthesis_delay samples, the closing call the last synthesis_delay."""
+    frame_size - synthesis_delay samples, the closing call the last synthesis_delay. threads: torch's
+    intra-op threads meanwhile (`codec.threads`; None leaves torch's setting)."""
     src = Path(src)
     if not src.is_file():
         raise CodesFileError(f"{src}: no such file")
     codes, header = _read_for(model, src)
     out, remaining = sys.stdout.buffer, header.samples
-    with model.streaming(batch_size=header.channels, bf16=bf16) as stream:
+    with torch_threads(threads), model.streaming(batch_size=header.channels, bf16=bf16) as stream:
         for f in range(header.frames + 1):
-            wav = stream.decode(codes[:, :, f: f + 1]) if f < header.frames else stream.flush_decode()
+            wav = stream.decode(_frames(codes, f, f + 1)) if f < header.frames else stream.flush_decode()
             wav = wav[:, 0, :remaining]
             remaining -= wav.shape[-1]
             pcm = (np.clip(wav.T.cpu().numpy(), -1.0, 1.0) * 32767).round().astype("<i2")

@@ -1,6 +1,7 @@
 """Checkpoints: safetensors weights + JSON config + SHA-256, checked on load. Never pickles."""
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 
@@ -23,19 +24,43 @@ def available() -> list[str]:
     return sorted(p.name for p in PACKAGE_WEIGHTS.iterdir() if (p / WEIGHTS_FILE).is_file())
 
 
-def save_pretrained(model: Codec, directory: str | Path) -> Path:
-    """Write weights, config and checksum into `directory` (each file atomically)."""
+def save_pretrained(model: Codec, directory: str | Path, name: str | None = None) -> Path:
+    """Write weights, config and checksum into `directory` (each file atomically).
+
+    name: the model name to record (default: the model's). A loaded checkpoint's name and training summary
+    describe its weights. If the weights have changed since (fine-tuned, edited) and the summary was not
+    updated, the saved config does not pass them off as the original: its summary says what the weights
+    derive from, and the name, unless changed or given, gets "-derived".
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     data = model.weights_bytes()
     digest = hashlib.sha256(data).hexdigest()
+    config = _config_for(model, digest, name)
+    directory.mkdir(parents=True, exist_ok=True)
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         tmp.write_bytes(data)
     with atomic_path(directory / CONFIG_FILE) as tmp:
-        model.config.save(tmp)
+        config.save(tmp)
     with atomic_path(directory / CHECKSUM_FILE) as tmp:
         tmp.write_text(f"{digest}  {WEIGHTS_FILE}\n")
     return directory
+
+
+def _config_for(model: Codec, digest: str, name: str | None) -> CodecConfig:
+    """The config to save beside weights of SHA-256 `digest`."""
+    config = copy.deepcopy(model.config)
+    origin = model._loaded_as
+    if origin is not None and digest != origin[0] and config.training == origin[2]:
+        checksum, old_name, _ = origin
+        config.training = {"derived_from": f"{old_name} ({checksum[:12]})",
+                           "changes": "the weights were changed after loading; how is not recorded"}
+        if config.name == old_name:
+            config.name = f"{old_name}-derived"
+    if name is not None:
+        if not isinstance(name, str) or not name.isprintable() or not 0 < len(name) <= 256:
+            raise ValueError(f"name must be 1 to 256 printable characters (codes files record it), got {name!r}")
+        config.name = name
+    return config
 
 
 def resolve(name_or_dir: str | Path | None) -> Path:
@@ -74,4 +99,5 @@ def load(name_or_dir: str | Path | None = None, device: str = "cpu") -> Codec:
     except RuntimeError as err:
         raise WeightsError(f"{files[WEIGHTS_FILE]}: weights do not fit the config ({err})") from None
     model._checksum = digest
+    model._loaded_as = (digest, config.name, copy.deepcopy(config.training))
     return model.eval().to(device)

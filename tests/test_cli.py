@@ -288,3 +288,69 @@ def test_crafted_codes_header_gets_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "bad.codes: invalid header (0 samples need 0 frames" in err[0], err
     assert not (tmp_path / "bad.wav").exists()
+
+
+def _codes_file(path: Path, frames: int = 4) -> Path:
+    from codec.codes_file import CodesHeader, write_codes
+
+    header = CodesHeader(model="m", checksum="ab" * 32, sample_rate=24000, frame_rate=12.5, n_codebooks=8,
+                         codebook_size=1024, frames=frames, samples=frames * 1920)
+    write_codes(path, np.random.default_rng(frames).integers(0, 1024, (1, 8, frames)), header)
+    return path
+
+
+@pytest.mark.parametrize("args,named", [
+    (["decode", "--stream", "{codes}", "-o", "{tmp}/y.wav"], "--stream"),
+    (["decode", "{codes}", "{codes2}", "-o", "-"], "exactly one codes file"),
+    (["decode", "{codes}", "-o", "{tmp}/x.txt"], "x.txt: '.txt' is not an audio format"),
+    (["decode", "{codes}", "-o", "{tmp}/x"], "x: no suffix is not an audio format"),
+    (["decode", "{codes}", "--chunk-frames", "0"], "--chunk-frames must be at least 1, got 0"),
+    (["decode", "{codes}", "--threads", "0"], "--threads must be at least 1, got 0"),
+    (["encode", "{wav}", "--chunk-seconds", "0"], "--chunk-seconds must be a positive number of seconds, got 0"),
+    (["encode", "{wav}", "--chunk-seconds", "-1.5"], "got -1.5"),
+    (["encode", "{wav}", "--chunk-seconds", "nan"], "got nan"),
+])
+def test_misused_options_are_usage_errors(tmp_path, capsys, args, named):
+    names = {"codes": _codes_file(tmp_path / "a.codes"), "codes2": _codes_file(tmp_path / "b.codes", 3),
+             "wav": tmp_path / "s.wav", "tmp": tmp_path}
+    sf.write(names["wav"], speech_like(0.3), 24000)
+    before = sorted(tmp_path.rglob("*"))
+    assert run(*[a.format(**names) for a in args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0], err
+    assert sorted(tmp_path.rglob("*")) == before  # refused before anything was written
+
+
+def test_the_file_functions_refuse_what_the_options_refuse(tmp_path):
+    from codec.streaming_io import decode_file
+
+    with pytest.raises(ValueError, match="chunk_seconds must be a positive number of seconds, got 0"):
+        encode_stream(None, tmp_path / "s.wav", chunk_seconds=0)
+    with pytest.raises(ValueError, match="chunk_frames must be at least 1, got -1"):
+        decode_file(None, tmp_path / "a.codes", tmp_path / "a.wav", chunk_frames=-1)
+    with pytest.raises(codec.UsageError, match="'.txt' is not an audio format"):
+        decode_file(None, tmp_path / "a.codes", tmp_path / "a.txt")
+
+
+def test_decoded_audio_follows_the_suffix(tmp_path):
+    sf.write(tmp_path / "s.wav", speech_like(0.3), 24000)
+    assert run("encode", tmp_path / "s.wav", "-n", "4", "-q") == 0
+    for suffix, kind in ((".flac", "FLAC"), (".ogg", "OGG"), (".AIFF", "AIFF")):
+        assert run("decode", tmp_path / "s.codes", "-o", tmp_path / f"y{suffix}", "-q") == 0
+        assert sf.info(tmp_path / f"y{suffix}").format == kind
+
+
+def test_info_reports_every_file_and_each_failure(tmp_path, capsys, monkeypatch):
+    import codec.codes_file
+
+    good, other = _codes_file(tmp_path / "a.codes", 4), _codes_file(tmp_path / "c.codes", 2)
+    (tmp_path / "b.codes").write_bytes(b"CODEC\0junk")
+    # info reads headers only: unpacking a payload would be a bug here
+    monkeypatch.setattr(codec.codes_file, "unpack", lambda *a, **k: pytest.fail("codec info unpacked a payload"))
+    assert run("info", good, tmp_path / "b.codes", tmp_path / "missing.codes", other) == 4
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0] for line in out.splitlines()] == [str(good), str(other)]
+    assert "8 codebooks x 4 frames, 0.32 s" in out
+    assert err.splitlines() == [
+        f"codec: error: {tmp_path / 'b.codes'}: truncated: 10 bytes, shorter than the fixed header",
+        f"codec: error: {tmp_path / 'missing.codes'}: no such file"]

@@ -138,3 +138,75 @@ def test_weights_hold_no_pickle(tmp_path, tiny_model):
     codec.save_pretrained(tiny_model, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors", "model.sha256"]
     assert not (tmp_path / "model.safetensors").read_bytes().startswith(b"\x80")  # pickle protocol marker
+
+
+@pytest.mark.parametrize("empty", [torch.zeros(0), torch.zeros(2, 0), np.zeros((1, 1, 0), np.float32)])
+def test_empty_audio_is_refused_by_name(tiny_model, empty):
+    with pytest.raises(ValueError, match="audio is empty"):
+        tiny_model.encode(empty, 16000)
+
+
+def test_zero_frames_decode_to_no_samples(tiny_model):
+    # what a backbone that stops at once gives; a stream decoding 0 frames gives the same
+    assert tiny_model.decode(torch.zeros(2, 37, 0, dtype=torch.long)).shape == (2, 1, 0)
+    assert tiny_model.decode(torch.zeros(1, 8, 0, dtype=torch.long), length=0).shape == (1, 1, 0)
+    with pytest.raises(ValueError, match="length 1 does not fit 0 frames"):
+        tiny_model.decode(torch.zeros(1, 8, 0, dtype=torch.long), length=1)
+
+
+def test_sample_rate_must_be_a_whole_number(tiny_model):
+    x = noise(2205)
+    with pytest.raises(ValueError, match="whole number of Hz, got 22050.5"):
+        tiny_model.encode(x, 22050.5)
+    with pytest.raises(ValueError, match="positive"):
+        tiny_model.encode(x, 0)
+    assert torch.equal(tiny_model.encode(x, 22050.0), tiny_model.encode(x, np.int64(22050)))
+
+
+def test_codes_of_any_integer_type_decode_alike(tiny_model):
+    codes = tiny_model.encode(noise(3 * 1920, seed=12), 24000)
+    as_uint16 = codes.numpy().astype(np.uint16)  # how a codes file is read
+    torch.testing.assert_close(tiny_model.decode(as_uint16), tiny_model.decode(codes), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cast", ["half", "double", "bfloat16"])
+def test_weights_in_another_precision_are_refused_clearly(tiny_model, cast):
+    import copy
+
+    other = getattr(copy.deepcopy(tiny_model), cast)()
+    for call in (lambda: other.encode(noise(1920), 24000),
+                 lambda: other.decode(torch.zeros(1, 37, 1, dtype=torch.long))):
+        with pytest.raises(TypeError, match="the codec runs in float32: call model.float()"):
+            call()
+    assert other.float().encode(noise(1920), 24000).shape == (1, 37, 1)
+
+
+def test_changed_weights_are_not_saved_under_the_original_name(tiny_model, tmp_path):
+    import copy
+
+    import codec
+
+    original = tmp_path / "original"
+    trained = copy.deepcopy(tiny_model)
+    trained.config.training = {"steps": 5}
+    trained.save_pretrained(original)
+    loaded = codec.load(original)
+    loaded.save_pretrained(tmp_path / "same")  # unchanged weights: name and summary stay theirs
+    same = codec.load(tmp_path / "same").config
+    assert (same.name, same.training) == ("tiny-test", {"steps": 5})
+    with torch.no_grad():
+        next(loaded.parameters()).add_(0.01)  # as fine-tuning would
+    loaded.save_pretrained(tmp_path / "changed")
+    changed = codec.load(tmp_path / "changed").config
+    assert changed.name == "tiny-test-derived"
+    assert changed.training["derived_from"] == f"tiny-test ({codec.load(original).checksum[:12]})"
+    assert "steps" not in changed.training
+    loaded.save_pretrained(tmp_path / "named", name="my-voice")
+    assert codec.load(tmp_path / "named").config.name == "my-voice"
+    loaded.config.training = {"steps": 9, "recipe": "mine"}  # the caller says how they were made: kept
+    loaded.save_pretrained(tmp_path / "described")
+    described = codec.load(tmp_path / "described").config
+    assert (described.name, described.training) == ("tiny-test", {"steps": 9, "recipe": "mine"})
+    with pytest.raises(ValueError, match="name must be"):
+        loaded.save_pretrained(tmp_path / "bad", name="a\nb")
+    assert loaded.config.name == "tiny-test"  # saving never renames the model in memory

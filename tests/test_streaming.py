@@ -105,7 +105,42 @@ def test_decode_stream_writes_one_flushed_frame_at_a_time(tiny_model, tmp_path, 
     ref = np.clip(tiny_model.decode(codes, length=n)[0, 0].numpy(), -1, 1)
     assert np.abs(pcm / 32767 - ref).max() < 2e-4  # 16-bit rounding
     assert cli_main(["decode", "--stream", str(tmp_path / "x.codes"), "-o", str(tmp_path / "y.wav"),
-                     "--model", str(tmp_path / "ckpt")]) != 0  # --stream is for standard output
+                     "--model", str(tmp_path / "ckpt")]) == 2  # --stream is for standard output: a usage error
+
+
+class _ThreadRecorder(_Recorder):
+    def __init__(self):
+        super().__init__()
+        self.threads = set()
+
+    def write(self, data):
+        self.threads.add(torch.get_num_threads())
+        return super().write(data)
+
+
+def test_per_frame_paths_default_to_one_thread(tiny_model, tmp_path, monkeypatch, capsys):
+    # one 80 ms frame per call is too little work to share out: threads that wait for each other (and, on
+    # a busy machine, for cores) made streamed decoding slower than real time
+    import codec
+    from codec.bench import main as bench_main
+    from codec.codes_file import header_for, write_codes
+
+    codec.save_pretrained(tiny_model, tmp_path / "ckpt")
+    codes = tiny_model.encode(noise(1, 2 * 1920, seed=6), 24000)
+    write_codes(tmp_path / "x.codes", codes.numpy(), header_for(tiny_model, codes, 2 * 1920))
+    before = torch.get_num_threads()
+    assert before > 1  # tests run with 2 (conftest): the default below is a choice, not the setting
+    for extra, expected in (([], 1), (["--threads", "2"], 2)):
+        out = _ThreadRecorder()
+        monkeypatch.setattr(sys, "stdout", type("S", (), {"buffer": out})())
+        args = ["decode", str(tmp_path / "x.codes"), "-o", "-", "--model", str(tmp_path / "ckpt")]
+        assert cli_main(args + extra) == 0
+        assert out.threads == {expected}
+        assert torch.get_num_threads() == before  # restored afterwards
+    monkeypatch.undo()
+    assert bench_main(["stream", "--seconds", "0.16", "--repeats", "1", "--model", str(tmp_path / "ckpt")]) == 0
+    assert ", 1 threads," in capsys.readouterr().out
+    assert torch.get_num_threads() == before
 
 
 def stream_decode(model, codes, split):
