@@ -42,7 +42,8 @@ class Codec(nn.Module):
                                     cfg.codebook_dim)
         self.pitch = PitchCoder(cfg.hop_length, cfg.frame_size, sample_rate=cfg.sample_rate)
         self.decoder = Decoder(cfg)
-        self.synthesis = PhaseSynthesis(cfg.synthesis_fft, cfg.synthesis_hop, cfg.frame_size // cfg.synthesis_hop)
+        self.synthesis = PhaseSynthesis(cfg.synthesis_fft, cfg.synthesis_hop, cfg.frame_size // cfg.synthesis_hop,
+                                        cfg.phase_iterations)
         self.register_buffer("analysis_window", torch.hann_window(cfg.synthesis_fft, periodic=True), persistent=False)
         # Frame offsets of the synthesis windows' centres: where the decoder reads the coded pitch contour.
         hops = torch.arange(cfg.frame_size // cfg.synthesis_hop)

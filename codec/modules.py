@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from . import kernels
-from .phase import PhaseState, rtpghi
+from .phase import PhaseState, refine, rtpghi
 from .streaming import CausalConv1d, Streamable
 
 FLOOR_LOG = -11.5  # log magnitude a stream's phase starts from: silence (1e-5)
@@ -178,60 +178,80 @@ class SourceFilterHead(nn.Module):
 
 
 class PhaseSynthesis(Streamable):
-    """Log magnitudes (B, H, n_fft // 2 + 1) -> wav (B, H * hop): RTPGHI phases, inverse FFT, overlap-add.
+    """Log magnitudes (B, H, n_fft // 2 + 1) -> wav (B, H * hop): computed phases, inverse FFT, overlap-add.
 
-    Synthesis frame h covers samples [(h + 1) hop - n_fft, (h + 1) hop), the window the encoder's causal
-    analysis of hop h ends with; so a sample is final once the n_fft / hop - 1 hops after it are made:
-    the output lags the frames by n_fft - hop samples (the synthesis delay). Offline, the result is
-    realigned to the input and its last n_fft - hop samples are closed with silent frames (the full
-    window envelope, no division by a vanishing one). Streaming emits what is final; `flush` closes it.
+    Block by block (a codec frame's hops): RTPGHI phases from the previous hop's, refined by `iterations`
+    Griffin-Lim passes with the earlier output fixed (codec.phase), then overlap-added. Synthesis frame h
+    covers samples [(h + 1) hop - n_fft, (h + 1) hop), the window the encoder's causal analysis of hop h
+    ends with; so a sample is final once the n_fft / hop - 1 hops after it are made: the output lags the
+    frames by n_fft - hop samples (the synthesis delay). Offline, the result is realigned to the input and
+    its last n_fft - hop samples are closed with silent frames (the full window envelope, no division by a
+    vanishing one). Offline runs the same block loop a stream does, so the two agree exactly; streaming
+    emits what is final, and `flush` closes it.
     """
 
-    def __init__(self, n_fft: int, hop: int, block: int):
+    def __init__(self, n_fft: int, hop: int, block: int, iterations: int = 0):
         super().__init__()
-        self.n_fft, self.hop, self.block = n_fft, hop, block
+        self.n_fft, self.hop, self.block, self.iterations = n_fft, hop, block, iterations
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+        # rtpghi's phases are window-centred; a frame's FFT sees the centre n_fft / 2 samples in: pi k apart.
+        self.register_buffer("centre_shift", torch.pi * torch.arange(n_fft // 2 + 1), persistent=False)
 
     @property
     def delay(self) -> int:
         return self.n_fft - self.hop
 
-    def frames(self, log_mag: torch.Tensor, state: PhaseState | None) -> torch.Tensor:
-        """(B, H, bins) -> time-domain frames (B, H, n_fft), before the synthesis window."""
-        log_mag = log_mag.float()
-        phase = rtpghi(log_mag.detach().cpu().double().numpy(), self.hop, self.n_fft, self.block, state)
-        phase = torch.from_numpy(phase).to(log_mag.device, torch.float32)
-        return torch.fft.irfft(torch.polar(torch.exp(log_mag.clamp(max=12.0)), phase), n=self.n_fft, dim=-1)
+    def start(self, batch: int, bins: int, device) -> list:
+        """A fresh state: [phases of the hop before, overlap tail, its envelope, samples still to skip]."""
+        return [PhaseState(batch, bins, FLOOR_LOG), torch.zeros(batch, self.delay, device=device),
+                torch.zeros(self.delay, device=device), self.delay]
 
-    def closing_frames(self, batch: int, device) -> torch.Tensor:
-        return torch.zeros(batch, self.delay // self.hop, self.n_fft, device=device)
+    def run(self, log_mag: torch.Tensor, state: list, backend: str | None = None) -> torch.Tensor:
+        """(B, H, bins), H a multiple of the block -> the H * hop samples made final; `state` is updated."""
+        log_mag = log_mag.float()
+        out = []
+        for start in range(0, log_mag.shape[1], self.block):
+            chunk = log_mag[:, start: start + self.block]
+            phase = rtpghi(chunk.detach().cpu().double().numpy(), self.hop, self.n_fft, self.block, state[0])
+            phase = torch.from_numpy(phase).to(chunk.device, torch.float32)
+            mag = torch.exp(chunk.clamp(max=12.0))
+            if self.iterations:
+                phase = refine(mag, phase, self.window, self.hop, state[1], state[2], self.iterations)
+                state[0].phase[:] = (phase[:, -1] - self.centre_shift).double().cpu().numpy()
+            frames = torch.fft.irfft(torch.polar(mag, phase), n=self.n_fft, dim=-1)
+            wav, state[1], state[2] = kernels.overlap_add_stream(frames, self.hop, self.window, state[1], state[2],
+                                                                 backend=backend)
+            out.append(wav)
+        return torch.cat(out, dim=-1) if out else log_mag.new_zeros(log_mag.shape[0], 0)
+
+    def close(self, state: list, backend: str | None = None) -> torch.Tensor:
+        """The last `delay` samples, closed with silent frames."""
+        silent = torch.zeros(state[1].shape[0], self.delay // self.hop, self.n_fft, device=state[1].device)
+        wav, _, _ = kernels.overlap_add_stream(silent, self.hop, self.window, state[1], state[2], backend=backend)
+        return wav
+
+    def _emit(self, wav: torch.Tensor, state: list) -> torch.Tensor:
+        skip = min(state[3], wav.shape[-1])  # the first delay samples come before the input's start
+        state[3] -= skip
+        return wav[:, skip:]
 
     def forward(self, log_mag: torch.Tensor, backend: str | None = None) -> torch.Tensor:
-        batch, hops = log_mag.shape[:2]
         if self.streaming:
             if self.stream_state is None:
-                tail = log_mag.new_zeros(batch, self.delay, dtype=torch.float32)
-                env = log_mag.new_zeros(self.delay, dtype=torch.float32)
-                self.stream_state = (PhaseState(batch, log_mag.shape[-1], FLOOR_LOG), tail, env, self.delay)
-            phases, tail, env, skip = self.stream_state
-            wav, tail, env = kernels.overlap_add_stream(self.frames(log_mag, phases), self.hop, self.window, tail,
-                                                        env, backend=backend)
-            self.stream_state = (phases, tail, env, max(0, skip - wav.shape[-1]))
-            return wav[:, skip:]
-        frames = torch.cat([self.frames(log_mag, None), self.closing_frames(batch, log_mag.device)], dim=1)
-        wav = kernels.overlap_add(frames, self.hop, self.window, backend=backend)
-        return wav[:, self.delay: self.delay + hops * self.hop]
+                self.stream_state = self.start(log_mag.shape[0], log_mag.shape[-1], log_mag.device)
+            return self._emit(self.run(log_mag, self.stream_state, backend), self.stream_state)
+        state = self.start(log_mag.shape[0], log_mag.shape[-1], log_mag.device)
+        wav = self._emit(self.run(log_mag, state, backend), state)
+        return torch.cat([wav, self._emit(self.close(state, backend), state)], dim=-1)
 
     def flush(self, batch: int, backend: str | None = None) -> torch.Tensor:
-        """Streaming: the last `delay` samples (batch, delay), closed with silent frames; the stream's state
-        ends. (batch, 0) if nothing was synthesized."""
-        if self.stream_state is None:
+        """Streaming: the last `delay` samples (batch, delay); the stream's synthesis ends. (batch, 0) if
+        nothing was synthesized."""
+        state, self.stream_state = self.stream_state, None
+        if state is None:
             return self.window.new_zeros(batch, 0)
-        _, tail, env, skip = self.stream_state
-        wav, _, _ = kernels.overlap_add_stream(self.closing_frames(tail.shape[0], tail.device), self.hop,
-                                               self.window, tail, env, backend=backend)
-        self.stream_state = None
-        return wav[:, skip:]
+        return self._emit(self.close(state, backend), state)
+
 
 class Decoder(nn.Module):
     """latent (B, latent_dim, F), f0 (B, F * hops) Hz -> log STFT magnitudes (B, F * hops, synthesis_fft // 2 + 1),

@@ -1,4 +1,5 @@
-"""Phase from magnitudes: real-time phase-gradient heap integration (RTPGHI; Prusa and Holighaus, 2017).
+"""Phase from magnitudes: real-time phase-gradient heap integration (RTPGHI; Prusa and Holighaus, 2017),
+then a few Griffin-Lim iterations on each block with the past held fixed.
 
 The decoder predicts STFT magnitudes only; this module gives them a phase without learning one. For a
 Gaussian-like window of "time-frequency ratio" lambda (0.25645 L^2 for a hann window of L samples), the
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 HANN_LAMBDA = 0.25645  # lambda / L^2 for a hann window (Prusa et al., 2017)
 FLOOR_DB = 100.0  # bins this far below the loudest of their hop take the time-integrated phase, no heap
@@ -196,3 +199,26 @@ def rtpghi(log_mag: np.ndarray, hop: int, n_fft: int, block: int, state: PhaseSt
             state.phase[b] = centred[-1]
         out[b] = centred + shift
     return out
+
+
+def refine(mag: torch.Tensor, phase: torch.Tensor, window: torch.Tensor, hop: int, tail: torch.Tensor,
+           tail_env: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Griffin-Lim on one block of hops, the output before it held fixed: mag, phase (B, n, bins) -> phase.
+
+    Each iteration overlap-adds the block's frames onto `tail` (B, n_fft - hop; the earlier frames'
+    un-normalized overlap, as kernels.overlap_add_stream carries it; `tail_env` its window envelope),
+    normalizes, and takes the phases of the re-analysed block: the frames then agree with their neighbours,
+    which RTPGHI alone leaves approximate. Nothing after the block is assumed, so a stream refines exactly
+    as an offline call does."""
+    n_fft, n = window.shape[0], mag.shape[1]
+    overlap, length = n_fft - hop, n * hop + n_fft - hop
+    fold = lambda frames: F.fold(frames.transpose(1, 2), (1, length), (1, n_fft), stride=(1, hop))[:, 0, 0]
+    env = fold(window.square().expand(1, n, n_fft))[0]
+    env[:overlap] += tail_env
+    env = env.clamp_min(1e-3)  # the block's last samples wait for later windows: keep them finite
+    for _ in range(iterations):
+        signal = fold(torch.fft.irfft(torch.polar(mag, phase), n=n_fft) * window)
+        signal[:, :overlap] += tail
+        frames = (signal / env).unfold(-1, n_fft, hop) * window
+        phase = torch.angle(torch.fft.rfft(frames, dim=-1))
+    return phase

@@ -67,3 +67,17 @@ def test_streamed_blocks_compute_the_offline_phases():
     assert np.array_equal(np.concatenate(parts, axis=1), offline)
     with pytest.raises(ValueError, match="multiple of the block"):
         rtpghi(log_mag[:, :5], HOP, N_FFT, BLOCK)
+
+
+def test_refinement_brings_random_phases_towards_consistent_ones():
+    from codec.phase import refine
+    from conftest import speech_like
+
+    x = torch.from_numpy(speech_like(0.64, f0=150.0))
+    mag = analysis(x).abs().float()
+    g = torch.Generator().manual_seed(1)
+    phase = torch.rand(mag.shape, generator=g) * 2 * np.pi
+    tail, env = torch.zeros(1, N_FFT - HOP), torch.zeros(N_FFT - HOP)
+    before = consistency(x, synthesize(mag, phase))
+    after = consistency(x, synthesize(mag, refine(mag[None], phase[None], WINDOW, HOP, tail, env, 16)[0]))
+    assert after < 0.6 * before

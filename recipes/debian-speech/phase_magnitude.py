@@ -20,7 +20,8 @@ def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch
     """|S| (B, H, K) with the phase of phase_of's STFT in the same framing -> audio (B, H * hop)."""
     cfg = model.config
     frames = torch.fft.irfft(torch.polar(magnitude, torch.angle(model.analysis(phase_of))), n=cfg.synthesis_fft)
-    frames = torch.cat([frames, model.synthesis.closing_frames(frames.shape[0], frames.device)], 1)
+    silent = torch.zeros(frames.shape[0], cfg.synthesis_delay // cfg.synthesis_hop, cfg.synthesis_fft)
+    frames = torch.cat([frames, silent], 1)  # closes the last samples with the full window envelope
     wav = kernels.overlap_add(frames, cfg.synthesis_hop, model.synthesis.window)
     return wav[:, cfg.synthesis_delay: cfg.synthesis_delay + magnitude.shape[1] * cfg.synthesis_hop]
 
