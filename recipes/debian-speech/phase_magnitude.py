@@ -3,8 +3,9 @@
     python recipes/debian-speech/phase_magnitude.py CORPUS [--weights DIR] [--split test] [--clips 8]
 
 In the decoder's own STFT framing (codec.model.Codec.target_magnitudes): (a) the decoded audio, (b) the
-reference's magnitudes with the phase the decoder computes (codec.phase: the phase's ceiling), (c) the
-decoded magnitudes with the reference's phase (the magnitudes' ceiling). PESQ-WB and STOI, averaged.
+same without the Griffin-Lim passes after RTPGHI (config.phase_iterations = 0), (c) the reference's
+magnitudes with the phase the decoder computes (codec.phase: the phase's ceiling), (d) the decoded
+magnitudes with the reference's phase (the magnitudes' ceiling). PESQ-WB and STOI, averaged.
 """
 from __future__ import annotations
 
@@ -29,16 +30,21 @@ def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch
 def main() -> None:
     args, model, corpus = parse(__doc__, clips=8, seconds=6.0)
     rate = model.sample_rate
-    rows = {"decoded": [], "reference magnitude, computed phase": [], "decoded magnitude, reference phase": []}
+    rows = {"decoded": [], "decoded, RTPGHI alone": [], "reference magnitude, computed phase": [],
+            "decoded magnitude, reference phase": []}
+    iterations = model.synthesis.iterations
     for i in np.linspace(0, len(corpus) - 1, min(args.clips, len(corpus))).astype(int):
         ref = model._pad_to_frames(torch.from_numpy(corpus.audio(int(i))[: int(args.seconds * rate)])[None, None])
         with torch.no_grad():
             codes = model.encode_prepared(ref)
             decoded = model.decode(codes)[:, 0]
+            model.synthesis.iterations = 0
+            plain = model.decode(codes)[:, 0]
+            model.synthesis.iterations = iterations
             computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
             swapped = _with_phase(model, torch.exp(model.magnitudes(codes)), ref)
         r = ref[0, 0].numpy()
-        for name, out in zip(rows, (decoded, computed, swapped)):
+        for name, out in zip(rows, (decoded, plain, computed, swapped)):
             rows[name].append((pesq(r, out[0].numpy(), rate), stoi(r, out[0].numpy(), rate)))
     print("| audio | PESQ-WB | STOI |\n|---|---:|---:|")
     for name, scores in rows.items():
