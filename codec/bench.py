@@ -62,7 +62,7 @@ def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp3
 
     Rows: encode, decode and encode + decode per frame (ms; x real time = 80 ms / that), and time to
     first audio: from the first frame's last sample arriving to its 1920 decoded samples, on a fresh
-    stream (state set-up included). A listener hears it `latency_ms` (one frame + lookahead) plus this.
+    stream (state set-up included). A listener hears it `latency_ms` (one frame + lookahead + synthesis overlap) plus this.
     """
     rows = []
     fs = model.frame_size

@@ -126,7 +126,7 @@ class Codec(nn.Module):
 
         wav: [T], [C, T] or [B, C, T] float audio at `sample_rate`. n_codebooks: a prefix depth, 1 to 37
         (8 = 1 kbit/s, 17 = 2.1 kbit/s, 37 = 4.6 kbit/s). bf16: run the convolutions under bfloat16
-        autocast (faster on CPUs with AVX-512 bf16; about a fifth of the codes differ from float32's,
+        autocast (faster on CPUs with AVX-512 bf16; over a quarter of the codes differ from float32's,
         mostly in the deeper stages: README). Empty audio is refused.
         """
         wav = self.prepare(wav, sample_rate, mono=mono)

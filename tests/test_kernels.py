@@ -473,13 +473,13 @@ def test_codec_encode_decode_through_the_dispatcher(monkeypatch, tiny_model):
     # 12 of the 37 stages: a prefix depth keeps the interpreted search ~3x shorter than all 37.
     ref_codes = model.encode(wav, 24000, n_codebooks=12, backend="reference")
     ref_audio = model.decode(ref_codes, backend="reference")
-    calls = {name: spy(monkeypatch, tb, name) for name in ("rvq_encode", "rvq_decode", "overlap_add")}
+    calls = {name: spy(monkeypatch, tb, name) for name in ("rvq_encode", "rvq_decode", "overlap_add_stream")}
     codes = model.encode(wav, 24000, n_codebooks=12, backend="triton")  # forced by argument
     assert torch.equal(codes, ref_codes)
-    # Forced by the variable: Codec.decode's `backend` reaches the quantizer only, the ISTFT head reads the env.
+    # Forced by the variable: the synthesis overlap-adds each codec frame, then the closing silent frames.
     monkeypatch.setenv("CODEC_KERNELS", "triton")
     audio = model.decode(codes)
-    assert {k: len(v) for k, v in calls.items()} == {"rvq_encode": 1, "rvq_decode": 1, "overlap_add": 1}
+    assert {k: len(v) for k, v in calls.items()} == {"rvq_encode": 1, "rvq_decode": 1, "overlap_add_stream": 7 + 1}
     assert audio.shape == ref_audio.shape == (1, 1, 7 * 1920)
     close(audio, ref_audio)
 
