@@ -1,14 +1,15 @@
 """Phase from magnitudes: real-time phase-gradient heap integration (RTPGHI; Prusa and Holighaus, 2017),
 then a few Griffin-Lim iterations on each block with the past held fixed.
 
-The decoder predicts STFT magnitudes only; this module gives them a phase without learning one. For a
-Gaussian-like window of "time-frequency ratio" lambda (0.25645 L^2 for a hann window of L samples), the
-phase's derivatives follow from the log-magnitude s's:
-    per hop, along time:  2 pi a k / M + (a M / lambda) ds/dk
-    per bin, along frequency:  -(lambda / (a M)) ds/dn
-(a the hop, M the FFT size, k the bin, n the hop index; phases in the window-centred convention). Each
-new hop is integrated from the previous one, loudest bins first (a heap), so phase flows from where it
-is reliable. ds/dn is a centred difference where the next hop is in the same codec frame (the decoder
+The decoder predicts STFT magnitudes only; this module gives them a phase without learning one. The
+phase's derivatives follow from the log magnitudes s (a the hop, M the FFT size, k the bin, n the hop
+index; phases in the window-centred convention):
+    per hop, along time:  2 pi a f / M, f the frequency (in bins) of the spectral peak bin k lies under
+        (RTPGHI's 2 pi a k / M + (a M / lambda) ds/dk is the same for a Gaussian window; for a hann window
+        the peak's exact interpolation keeps harmonics in tune, which the slope did not)
+    per bin, along frequency:  -(lambda / (a M)) ds/dn, lambda = 0.25645 M^2 for a hann window
+Each new hop is integrated from the previous one, loudest bins first (a heap), so phase flows from where
+it is reliable. ds/dn is a centred difference where the next hop is in the same codec frame (the decoder
 makes a frame's hops together) and a backward one at a frame's last hop, so a stream that receives one
 frame at a time computes exactly what an offline call does.
 """
@@ -21,16 +22,6 @@ import torch.nn.functional as F
 
 HANN_LAMBDA = 0.25645  # lambda / L^2 for a hann window (Prusa et al., 2017)
 FLOOR_DB = 100.0  # bins this far below the loudest of their hop take the time-integrated phase, no heap
-
-
-@numba.njit(cache=True)
-def _bin_slope(s: np.ndarray, k: int) -> float:
-    last = s.shape[0] - 1
-    if k == 0:
-        return s[1] - s[0]
-    if k == last:
-        return s[last] - s[last - 1]
-    return 0.5 * (s[k + 1] - s[k - 1])
 
 
 @numba.njit(cache=True)
@@ -97,7 +88,6 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
     hop before -> phases (H, K), window-centred convention."""
     hops, bins = log_mag.shape
     phase = np.empty((hops, bins))
-    t_coef = hop * n_fft / lam
     f_coef = -lam / (hop * n_fft)
     omega_prev = np.empty(bins)
     peaks = np.empty(bins)
