@@ -8,10 +8,8 @@ import torch
 from torch import nn
 
 from . import kernels
-from .phase import PhaseState, refine, rtpghi
+from .phase import FLOOR_LOG, PhaseState, refine, rtpghi
 from .streaming import CausalConv1d, Streamable
-
-FLOOR_LOG = -11.5  # log magnitude a stream's phase starts from: silence (1e-5)
 
 
 class CausalSTFT(Streamable):

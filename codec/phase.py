@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 HANN_LAMBDA = 0.25645  # lambda / L^2 for a hann window (Prusa et al., 2017)
+FLOOR_LOG = -11.5  # log magnitude of silence (1e-5): the past a phase integration starts from
 FLOOR_DB = 100.0  # bins this far below the loudest of their hop take the time-integrated phase, no heap
 
 
@@ -167,7 +168,7 @@ class PhaseState:
 
 
 def rtpghi(log_mag: np.ndarray, hop: int, n_fft: int, block: int, state: PhaseState | None = None,
-           floor_log: float = -11.5) -> np.ndarray:
+           floor_log: float = FLOOR_LOG) -> np.ndarray:
     """log_mag (B, H, n_fft // 2 + 1), natural log, H a multiple of `block` -> phases (B, H, bins), float64,
     in the convention of an FFT of the windowed frame (numpy / torch rfft). `state` carries the past of a
     stream and is updated; None starts from silence (floor_log everywhere)."""

@@ -10,7 +10,6 @@ CPU, nccl on CUDA); batch_size is the global batch, split evenly over the proces
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import math
