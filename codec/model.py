@@ -43,7 +43,7 @@ class Codec(nn.Module):
         self.pitch = PitchCoder(cfg.hop_length, cfg.frame_size, sample_rate=cfg.sample_rate)
         self.decoder = Decoder(cfg)
         self.synthesis = PhaseSynthesis(cfg.synthesis_fft, cfg.synthesis_hop, cfg.frame_size // cfg.synthesis_hop,
-                                        cfg.phase_iterations)
+                                        cfg.sample_rate, cfg.phase_iterations)
         self.register_buffer("analysis_window", torch.hann_window(cfg.synthesis_fft, periodic=True), persistent=False)
         # Frame offsets of the synthesis windows' centres: where the decoder reads the coded pitch contour.
         hops = torch.arange(cfg.frame_size // cfg.synthesis_hop)
@@ -171,11 +171,18 @@ class Codec(nn.Module):
     @torch.no_grad()
     def magnitudes(self, codes: torch.Tensor, bf16: bool = False, backend: str | None = None) -> torch.Tensor:
         """codes (B, n, F) -> the decoded log STFT magnitudes (B, F * hops, synthesis_fft // 2 + 1)."""
+        return self._synthesis_inputs(codes, bf16, backend)[0]
+
+    @torch.no_grad()
+    def _synthesis_inputs(self, codes: torch.Tensor, bf16: bool = False, backend: str | None = None) -> tuple:
+        """codes (B, n, F) -> (log magnitudes, (f0 (B, F * hops), harmonic share (B, F * hops, bins)))."""
         self._check_dtype()
         codes = codes.to(self.device)
         latent = self.latent(codes, backend=backend)
+        f0 = self.decode_pitch(codes)
         with _autocast(latent.device, bf16):
-            return self.decoder(latent, self.decode_pitch(codes)).float()
+            log_mag, share = self.decoder(latent, f0, with_share=True)
+        return log_mag.float(), (f0, share.float())
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, length: int | None = None, bf16: bool = False,
@@ -187,7 +194,8 @@ class Codec(nn.Module):
             self._check_dtype()
             wav = torch.zeros(codes.shape[0], 1, 0, device=self.device)
         else:
-            wav = self.synthesis(self.magnitudes(codes, bf16, backend), backend=backend)[:, None]
+            log_mag, voicing = self._synthesis_inputs(codes, bf16, backend)
+            wav = self.synthesis(log_mag, backend=backend, voicing=voicing)[:, None]
         if length is not None:
             if not 0 <= length <= wav.shape[-1]:
                 raise ValueError(f"length {length} does not fit {codes.shape[-1]} frames ({wav.shape[-1]} samples)")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from . import kernels
-from .phase import FLOOR_LOG, PhaseState, refine, rtpghi
+from .phase import FLOOR_LOG, PhaseState, lock_harmonics, refine, rtpghi
 from .streaming import CausalConv1d, Streamable
 
 
@@ -165,14 +165,16 @@ class SourceFilterHead(nn.Module):
         comb = lobe.square().sum(dim=-1).sqrt()
         return comb * (f0 > 0)[..., None]
 
-    def forward(self, x: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, f0: torch.Tensor, with_share: bool = False):
+        """-> log magnitudes; with_share, also the harmonic share of every bin (B, H * sub, bins)."""
         out = self.proj(x.transpose(1, 2)).float()
         out = out.reshape(out.shape[0], -1, out.shape[-1] // self.sub)  # (B, H * sub, P + V)
         envelope = out[..., : self.envelope_points] @ self.envelope_basis
         share = torch.sigmoid(out[..., self.envelope_points:] @ self.band_basis)
         # 1e-3 keeps the noise floor at least -60 dB under the envelope: log(0) between harmonics has no gradient.
         mix = share * self.comb(f0) + (1.0 - share) * (1.0 - 1e-3) + 1e-3
-        return envelope + torch.log(mix)
+        log_mag = envelope + torch.log(mix)
+        return (log_mag, share) if with_share else log_mag
 
 
 class PhaseSynthesis(Streamable):
@@ -188,9 +190,10 @@ class PhaseSynthesis(Streamable):
     emits what is final, and `flush` closes it.
     """
 
-    def __init__(self, n_fft: int, hop: int, block: int, iterations: int = 0):
+    def __init__(self, n_fft: int, hop: int, block: int, sample_rate: int, iterations: int = 0):
         super().__init__()
         self.n_fft, self.hop, self.block, self.iterations = n_fft, hop, block, iterations
+        self.sample_rate = sample_rate
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
         # rtpghi's phases are window-centred; a frame's FFT sees the centre n_fft / 2 samples in: pi k apart.
         self.register_buffer("centre_shift", torch.pi * torch.arange(n_fft // 2 + 1), persistent=False)
@@ -204,14 +207,21 @@ class PhaseSynthesis(Streamable):
         return [PhaseState(batch, bins, FLOOR_LOG), torch.zeros(batch, self.delay, device=device),
                 torch.zeros(self.delay, device=device), self.delay]
 
-    def run(self, log_mag: torch.Tensor, state: list, backend: str | None = None) -> torch.Tensor:
-        """(B, H, bins), H a multiple of the block -> the H * hop samples made final; `state` is updated."""
+    def run(self, log_mag: torch.Tensor, state: list, backend: str | None = None, voicing: tuple | None = None
+            ) -> torch.Tensor:
+        """(B, H, bins), H a multiple of the block -> the H * hop samples made final; `state` is updated.
+        voicing: (f0 (B, H) Hz, harmonic share (B, H, bins)) locks the voiced bins to their harmonics."""
         log_mag = log_mag.float()
         out = []
         for start in range(0, log_mag.shape[1], self.block):
             chunk = log_mag[:, start: start + self.block]
-            phase = rtpghi(chunk.detach().cpu().double().numpy(), self.hop, self.n_fft, self.block, state[0])
-            phase = torch.from_numpy(phase).to(chunk.device, torch.float32)
+            log_np = chunk.detach().cpu().double().numpy()
+            phase = rtpghi(log_np, self.hop, self.n_fft, self.block, state[0]) - self.centre_shift.cpu().numpy()
+            if voicing is not None:
+                f0, share = (v[:, start: start + self.block].detach().cpu().double().numpy() for v in voicing)
+                phase = lock_harmonics(phase, log_np, f0, share, self.hop, self.n_fft, self.sample_rate, state[0])
+                state[0].phase[:] = phase[:, -1]
+            phase = torch.from_numpy(phase).to(chunk.device, torch.float32) + self.centre_shift
             mag = torch.exp(chunk.clamp(max=12.0))
             if self.iterations:
                 phase = refine(mag, phase, self.window, self.hop, state[1], state[2], self.iterations)
@@ -233,13 +243,14 @@ class PhaseSynthesis(Streamable):
         state[3] -= skip
         return wav[:, skip:]
 
-    def forward(self, log_mag: torch.Tensor, backend: str | None = None) -> torch.Tensor:
+    def forward(self, log_mag: torch.Tensor, backend: str | None = None, voicing: tuple | None = None
+                ) -> torch.Tensor:
         if self.streaming:
             if self.stream_state is None:
                 self.stream_state = self.start(log_mag.shape[0], log_mag.shape[-1], log_mag.device)
-            return self._emit(self.run(log_mag, self.stream_state, backend), self.stream_state)
+            return self._emit(self.run(log_mag, self.stream_state, backend, voicing), self.stream_state)
         state = self.start(log_mag.shape[0], log_mag.shape[-1], log_mag.device)
-        wav = self._emit(self.run(log_mag, state, backend), state)
+        wav = self._emit(self.run(log_mag, state, backend, voicing), state)
         return torch.cat([wav, self._emit(self.close(state, backend), state)], dim=-1)
 
     def flush(self, batch: int, backend: str | None = None) -> torch.Tensor:
@@ -281,8 +292,9 @@ class Decoder(nn.Module):
         batch, _, hops = feats.shape
         return feats.reshape(batch, 2, hops // self.sub, self.sub).transpose(2, 3).reshape(batch, 2 * self.sub, -1)
 
-    def forward(self, latent: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+    def forward(self, latent: torch.Tensor, f0: torch.Tensor, with_share: bool = False):
+        """-> log magnitudes; with_share, (log magnitudes, harmonic share per bin) (SourceFilterHead)."""
         x = self.frame_blocks(self.inp(latent))
         x = self.up(self.norm1(x)) + self.pitch(self.pitch_features(f0).to(x.dtype))
         x = self.norm2(self.hop_blocks(x))
-        return self.head(x, f0)
+        return self.head(x, f0, with_share)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 HANN_LAMBDA = 0.25645  # lambda / L^2 for a hann window (Prusa et al., 2017)
 FLOOR_LOG = -11.5  # log magnitude of silence (1e-5): the past a phase integration starts from
 FLOOR_DB = 100.0  # bins this far below the loudest of their hop take the time-integrated phase, no heap
+LIFTER = 30  # quefrencies (samples) of the envelope: under the 60-sample period of a 400 Hz voice at 24 kHz
 
 
 @numba.njit(cache=True)
@@ -160,11 +161,14 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
 
 
 class PhaseState:
-    """What the next call needs of the past: the last hop's log magnitudes and phases, per item."""
+    """What the next call needs of the past, per item: the last hop's log magnitudes, phases and f0, and
+    the fundamental's phase there."""
 
     def __init__(self, batch: int, bins: int, floor_log: float):
         self.log_mag = np.full((batch, bins), floor_log)
         self.phase = np.zeros((batch, bins))
+        self.f0 = np.zeros(batch)
+        self.fundamental = np.zeros(batch)
 
 
 def rtpghi(log_mag: np.ndarray, hop: int, n_fft: int, block: int, state: PhaseState | None = None,
@@ -190,6 +194,44 @@ def rtpghi(log_mag: np.ndarray, hop: int, n_fft: int, block: int, state: PhaseSt
             state.phase[b] = centred[-1]
         out[b] = centred + shift
     return out
+
+
+def minimum_phase(log_mag: np.ndarray, n_fft: int, lifter: int = LIFTER) -> np.ndarray:
+    """log_mag (..., n_fft // 2 + 1) -> the phase (same shape, unwrapped) of the minimum-phase filter whose
+    log magnitude is the cepstrally smoothed log_mag: its first `lifter` quefrencies (below the shortest
+    pitch period), so the harmonics' fine structure does not enter."""
+    cepstrum = np.fft.irfft(log_mag, n=n_fft, axis=-1)
+    fold = np.zeros(n_fft)
+    fold[0], fold[1:lifter] = 1.0, 2.0
+    return np.fft.rfft(cepstrum * fold, axis=-1).imag
+
+
+def lock_harmonics(phase: np.ndarray, log_mag: np.ndarray, f0: np.ndarray, share: np.ndarray, hop: int,
+                   n_fft: int, sample_rate: int, state: PhaseState, threshold: float = 0.5) -> np.ndarray:
+    """Voiced bins take the phase of their harmonic: phase, log_mag, share (B, H, bins), f0 (B, H) Hz at the
+    hops' window centres (0 unvoiced) -> phase, window-centred convention, bins whose harmonic share
+    exceeds `threshold` replaced. The phase of harmonic k is k times the fundamental's, integrated from f0
+    (trapezoids, carried in `state`), plus the minimum phase of the envelope at k f0: the harmonics stay
+    locked to one another as in a glottal pulse train, which phases found bin by bin from magnitudes
+    without the pulses' beating do not keep."""
+    before = np.concatenate([state.f0[:, None], f0[:, :-1]], axis=1)
+    fundamental = state.fundamental[:, None] + np.cumsum(np.pi * hop * (before + f0) / sample_rate, axis=1)
+    if f0.shape[1]:
+        state.f0 = f0[:, -1].copy()
+        state.fundamental = np.remainder(fundamental[:, -1], 2 * np.pi)
+    bins = phase.shape[-1]
+    bin_hz = sample_rate / n_fft
+    f = np.where(f0 > 0, f0, 1.0)[..., None]
+    number = np.maximum(1.0, np.round(np.arange(bins) * bin_hz / f))
+    position = np.minimum(number * f / bin_hz, bins - 1.0)  # the harmonic, in bins
+    low = np.floor(position).astype(np.int64)
+    high = np.minimum(low + 1, bins - 1)
+    envelope = minimum_phase(log_mag, n_fft)
+    frac = position - low
+    at_harmonic = (1 - frac) * np.take_along_axis(envelope, low, -1) + frac * np.take_along_axis(envelope, high, -1)
+    locked = number * fundamental[..., None] + at_harmonic
+    voiced = (f0[..., None] > 0) & (number * f < 0.95 * sample_rate / 2) & (share > threshold)
+    return np.where(voiced, np.remainder(locked, 2 * np.pi), phase)
 
 
 def refine(mag: torch.Tensor, phase: torch.Tensor, window: torch.Tensor, hop: int, tail: torch.Tensor,
