@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .codecs import CodecUnavailable, register
+from .protocol import CodecUnavailable
 
 
 def _need(*tools: str, package: str) -> None:
@@ -201,10 +201,7 @@ class AmrWb(_ToolCodec):
         _run(self._ffmpeg("-i", str(src), "-ar", str(self.sample_rate), "-ac", "1", str(dst)), self.name)
 
 
-register("opus", Opus)
-register("codec2", Codec2)
-register("speex", Speex)
-register("amrwb", AmrWb)
+BASELINES = {"opus": Opus, "codec2": Codec2, "speex": Speex, "amrwb": AmrWb}  # family -> factory(setting)
 
 # What `codec eval` runs when no --codec is given: ours at three depths and the baselines near their rates.
 DEFAULT_SPECS = ("codec:8", "codec:17", "codec:37", "opus:6", "opus:8", "opus:12", "codec2:3200", "codec2:1600",

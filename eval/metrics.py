@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import librosa
 import numpy as np
-import soxr
+
+from codec.signal import resample_array
 
 
 class NotComputable(ValueError):
@@ -35,7 +36,7 @@ STFT_FLOOR = 1e-7 ** 0.5  # Parallel WaveGAN clamps power at 1e-7 before the squ
 def to_rate(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     """(T,) at `rate` -> float64 (T',) at `target` (soxr HQ); unchanged when the rates agree."""
     x = np.asarray(x, dtype=np.float64)
-    return x if rate == target else soxr.resample(x, rate, target, quality="HQ")
+    return resample_array(x, rate, target)
 
 
 def _same_length(ref: np.ndarray, deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.audio import atomic_path
+from codec.io.atomic import atomic_path
+from codec.io.audio import write_audio
 
 from .align import MAX_DELAY_S, align
 from .clips import RATE, Clip
@@ -37,10 +38,7 @@ def audio_path(out: Path, name: str, clip_id: str) -> Path:
 
 def write_flac(path: Path, wav: np.ndarray) -> None:
     """16-bit FLAC at 24 kHz, written atomically: a resumed run never takes half a file for a finished one."""
-    import soundfile as sf
-
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.clip(wav, -1, 1), RATE, subtype="PCM_16", format="FLAC")
+    write_audio(path, wav, RATE)
 
 
 def version_of(codec: SpeechCodec) -> str:

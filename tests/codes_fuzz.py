@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from codec.codes_file import CodesHeader, encode_bytes
+from codec.io.codes_file import CodesHeader, encode_bytes
 
 FIELDS = ["model", "checksum", "sample_rate", "frame_rate", "n_codebooks", "codebook_size", "frames",
           "samples", "channels", "meta"]
@@ -125,7 +125,7 @@ def mutate(rng: random.Random, good: bytes) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     from codec import CodesFileError
-    from codec.codes_file import decode_bytes
+    from codec.io.codes_file import decode_bytes
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=100_000, help="mutated files to read")

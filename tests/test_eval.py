@@ -13,9 +13,14 @@ import soundfile as sf
 import soxr
 
 from codec.eval.baselines import ogg_payload_bytes
-from codec.eval.codecs import CodecUnavailable, make_codec
+from codec.eval import CodecUnavailable, make_codec
 from codec.eval.extras import EXTRAS, ExtraUnavailable, normalize_text, wer, word_errors
-from codec.eval.report import main
+from codec.cli import main as cli_main
+
+
+def main(args: list[str]) -> int:
+    """`codec eval ARGS`."""
+    return cli_main(["eval", *args])
 
 RATE = 24000
 

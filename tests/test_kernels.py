@@ -393,9 +393,9 @@ def test_dispatcher_runs_triton_with_reference_signatures(monkeypatch, how):
 
 
 def test_model_paths_under_forced_triton(monkeypatch):
-    from codec.modules import PhaseSynthesis
-    from codec.quantizer import ResidualVQ
-    from codec.streaming import active
+    from codec.nn.networks import PhaseSynthesis
+    from codec.nn.quantizer import ResidualVQ
+    from codec.nn.stream_state import active
 
     torch.manual_seed(40)
     rvq = ResidualVQ(dim=24, n_codebooks=4, codebook_size=64, codebook_dim=8).eval()

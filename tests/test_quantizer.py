@@ -3,7 +3,7 @@ import functools
 
 import torch
 
-from codec.quantizer import ResidualVQ
+from codec.nn.quantizer import ResidualVQ
 
 DIM, RANK = 64, 16
 
@@ -67,7 +67,7 @@ def test_picked_entries_follow_their_centroids():
 
 
 def test_without_decoder_grad_the_stages_learn_only_from_their_own_losses():
-    from codec.quantizer import ResidualVQ
+    from codec.nn.quantizer import ResidualVQ
 
     torch.manual_seed(0)
     for decoder_grad in (True, False):

@@ -91,7 +91,7 @@ class _Recorder(io.RawIOBase):
 
 def test_decode_stream_writes_one_flushed_frame_at_a_time(tiny_model, tmp_path, monkeypatch):
     import codec
-    from codec.codes_file import header_for, write_codes
+    from codec.io.codes_file import header_for, write_codes
 
     codec.save_pretrained(tiny_model, tmp_path / "ckpt")
     n = 4 * 1920 + 500
@@ -125,8 +125,8 @@ def test_per_frame_paths_default_to_one_thread(tiny_model, tmp_path, monkeypatch
     # one 80 ms frame per call is too little work to share out: threads that wait for each other (and, on
     # a busy machine, for cores) made streamed decoding slower than real time
     import codec
-    from codec.bench import main as bench_main
-    from codec.codes_file import header_for, write_codes
+    from codec.cli import main as cli_main
+    from codec.io.codes_file import header_for, write_codes
 
     codec.save_pretrained(tiny_model, tmp_path / "ckpt")
     codes = tiny_model.encode(noise(1, 2 * 1920, seed=6), 24000)
@@ -141,7 +141,7 @@ def test_per_frame_paths_default_to_one_thread(tiny_model, tmp_path, monkeypatch
         assert out.threads == {expected}
         assert torch.get_num_threads() == before  # restored afterwards
     monkeypatch.undo()
-    assert bench_main(["stream", "--seconds", "0.16", "--repeats", "1", "--model", str(tmp_path / "ckpt")]) == 0
+    assert cli_main(["bench", "stream", "--seconds", "0.16", "--repeats", "1", "--model", str(tmp_path / "ckpt")]) == 0
     assert ", 1 threads," in capsys.readouterr().out
     assert torch.get_num_threads() == before
 

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 
 import codec
-from codec import tokenize as tk
-from codec.audio import read_audio
+from codec.tts import tokenize as tk
+from codec.io.audio import read_audio
 from codec.cli import main as cli_main
 
 from conftest import speech_like
@@ -128,11 +128,11 @@ def _run_group(cmd, env, timeout=120):
 def test_two_processes_write_the_same_codes_as_one(setup, tmp_path):
     args = [str(setup / "clips"), "--model", str(setup / "ckpt"), "--shard-size", "2", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "codec.tokenize", *args, "-o", str(tmp_path / "one")],
+    one = subprocess.run([sys.executable, "-m", "codec.tts.tokenize", *args, "-o", str(tmp_path / "one")],
                          env=env, capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr
     two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                      "-m", "codec.tokenize", *args, "-o", str(tmp_path / "two")], env)
+                      "-m", "codec.tts.tokenize", *args, "-o", str(tmp_path / "two")], env)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = list(tk.read_dataset(tmp_path / "one")), list(tk.read_dataset(tmp_path / "two"))
     assert len(a) == len(b) == len(CLIPS)

@@ -3,12 +3,12 @@
     python recipes/tts-example/run.py [--out runs/tts-example] [--steps 100] [--model default]
 
 What a backbone author needs, with every shape printed as it goes (see docs/tts_integration.md):
-  1. tokenize clips to Parquet with `codec.tokenize` (what `codec tokenize DIR -o OUT` runs);
-  2. lay the codes out one frame per backbone step: ids (B, S, 37) from `codec.tokens.frames`;
+  1. tokenize clips to Parquet with `codec.tts.tokenize` (what `codec tokenize DIR -o OUT` runs);
+  2. lay the codes out one frame per backbone step: ids (B, S, 37) from `codec.tts.frames`;
   3. embed a step as the sum of its 37 token embeddings, the table initialized from
      `model.codebook_embeddings()` (so step embedding = the decoder's latent for that frame);
   4. train a tiny causal transformer whose head predicts the next frame's 37 tokens (+ EOS);
-  5. sample frame by frame until EOS, decode with `model.decode_tokens(ids, vocab, "frames")`, write a wav.
+  5. sample frame by frame until EOS, decode with `codec.tts.decode_tokens(model, ids, vocab, "frames")`, write a wav.
 The model learns little in 100 steps: the point is the shapes and the calls, not the audio.
 """
 from __future__ import annotations
@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 import codec
-from codec import tokenize as tk
-from codec import tokens as T
-from codec.audio import write_audio
+from codec import tts as T
+from codec.io.audio import write_audio
+from codec.tts import tokenize as tk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,8 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             if classes[0, 0] == vocab.codebook_size:  # EOS at codebook 0 ends the item
                 break
     print(f"sampled ids {tuple(ids.shape)} (B, steps, codebooks), {ids.shape[1] - 1} steps after BOS")
-    (wav,) = model.decode_tokens(ids, vocab, layout="frames")  # BOS skipped, EOS / cut-off frames dropped
-    (wav8,) = model.decode_tokens(ids, vocab, layout="frames", n_codebooks=8)  # 1 kbit/s depth
+    (wav,) = T.decode_tokens(model, ids, vocab, layout="frames")  # BOS skipped, EOS / cut-off frames dropped
+    (wav8,) = T.decode_tokens(model, ids, vocab, layout="frames", n_codebooks=8)  # 1 kbit/s depth
     write_audio(out / "sample.wav", wav.numpy(), model.sample_rate)
     write_audio(out / "sample_8cb.wav", wav8.numpy(), model.sample_rate)
     print(f"decoded {tuple(wav.shape)} -> {out / 'sample.wav'} ({wav.shape[-1] / model.sample_rate:.2f} s); "

@@ -1,4 +1,4 @@
-"""Checkpoint compatibility: the trainer resumes folders written by the first trainer (format 1), survives a save
+"""Run checkpoints: the trainer resumes format-1 folders (model + optimizer, no EMA), survives a save
 cut between its renames, and names the file when a checkpoint does not fit the recipe."""
 import json
 
@@ -8,7 +8,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from codec.train import Trainer, train
-from codec.weights import save_pretrained
+from codec.checkpoint import save_pretrained
 
 from test_train import make_corpus, tiny_recipe
 
@@ -32,7 +32,7 @@ def write_format1(out, recipe: dict, step: int) -> Trainer:
     tensors["torch_rng"] = torch.get_rng_state()
     save_file(tensors, str(ckpt / "optimizer.safetensors"))
     (ckpt / "trainer.json").write_text(json.dumps({"step": step, "param_groups": trainer.opt.state_dict()["param_groups"]}))
-    (ckpt / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (ckpt / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict()))
     return trainer
 
 
@@ -71,14 +71,14 @@ def test_a_save_cut_between_its_renames_resumes_from_the_previous_checkpoint(tmp
 def test_resuming_with_another_model_names_the_file_and_the_fields(tmp_path, corpus):
     train(tiny_recipe(corpus, steps=1, valid_every=1), tmp_path / "run", log=lambda s: None)
     other = tiny_recipe(corpus, steps=2)
-    other["model"] = {**other["model"], "latent_dim": 16}
+    other.model = {**other.model, "latent_dim": 16}
     with pytest.raises(ValueError, match=r"checkpoint/config.json.*latent_dim \(32 in the checkpoint, 16 in the recipe\)"):
         train(other, tmp_path / "run", log=lambda s: None)
 
 
 def test_export_of_a_run_with_ema_ships_the_ema_weights(tmp_path, corpus):
-    from codec.export import export
-    from codec.weights import load
+    from codec.train.export import export
+    from codec.checkpoint import load
 
     run = tmp_path / "run"
     train(tiny_recipe(corpus, steps=2, ema_decay=0.5, valid_every=2), run, log=lambda s: None)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from . import kernels
+from .. import kernels
 
 
 @dataclass

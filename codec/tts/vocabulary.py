@@ -296,3 +296,21 @@ def _read_item(b: int, grid: torch.Tensor, where: torch.Tensor, vocab: Vocabular
         token = int(grid[f, q])
         raise ValueError(f"token {token} at (item {b}, step {int(where[f, q])}, codebook {q}) {vocab.explain(token, q)}")
     return codes.T.contiguous()
+
+
+def decode_tokens(model, ids: torch.Tensor, vocab: Vocabulary | None = None, layout: str = "flatten",
+                  n_codebooks: int | None = None, bf16: bool = False) -> list[torch.Tensor]:
+    """Backbone output -> one waveform (1, frames * frame_size) per item, decoded by `model`; see `to_codes`
+    for how PAD, BOS, EOS, partial depth and cut-off frames are read. vocab: default, all of the model's
+    codebooks, with offsets."""
+    vocab = vocab or Vocabulary.for_model(model)
+    if vocab.codebook_size != model.config.codebook_size or vocab.n_codebooks > model.n_codebooks:
+        raise ValueError(f"vocabulary of {vocab.n_codebooks} x {vocab.codebook_size} does not fit this model "
+                         f"({model.n_codebooks} x {model.config.codebook_size})")
+    out = []
+    for codes in to_codes(ids, vocab, layout, n_codebooks):
+        if codes.shape[-1] == 0:
+            out.append(torch.zeros(1, 0, device=model.device))
+        else:
+            out.append(model.decode(codes[None], bf16=bf16)[0])
+    return out
