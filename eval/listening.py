@@ -15,7 +15,7 @@ from string import Template
 from urllib.parse import quote
 
 from .clips import RATE, Clip, spread
-from .report import HEADERS, LEGEND, not_computable, table_rows
+from .summary import HEADERS, LEGEND, not_computable, table_rows
 from .run import audio_path, result_path, slug
 
 TEMPLATE = Path(__file__).with_name("listening.html")
