@@ -30,7 +30,8 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3, precisions=("fp32", "bf16")) -> list[dict]:
+def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3,
+               precisions=("fp32", "bf16")) -> list[dict]:
     """Encode and decode speed at batch 1 and `batch`, plus streaming decode cost per 80 ms frame."""
     rows = []
     n = int(seconds * model.sample_rate)
@@ -62,7 +63,8 @@ def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp3
 
     Rows: encode, decode and encode + decode per frame (ms; x real time = 80 ms / that), and time to
     first audio: from the first frame's last sample arriving to its 1920 decoded samples, on a fresh
-    stream (state set-up included). A listener hears it `latency_ms` (one frame + lookahead + synthesis overlap) plus this.
+    stream (state set-up included). A listener hears it `latency_ms` (one frame + lookahead + synthesis overlap)
+    plus this.
     """
     rows = []
     fs, frame_s = model.frame_size, 1 / model.frame_rate

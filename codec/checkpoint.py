@@ -115,7 +115,8 @@ def describe(model) -> str:
         f"latency     {cfg.latency_ms:g} ms algorithmic (one frame + {cfg.lookahead} samples lookahead + "
         f"{cfg.synthesis_delay} samples of synthesis overlap)",
         f"codebooks   {cfg.n_codebooks} x {cfg.codebook_size} entries ({cfg.bits_per_code} bits each)",
-        "bitrates    " + ", ".join(f"{n}: {cfg.bitrate(n) / 1000:.3g} kbit/s" for n in (1, 8, 17, 37) if n <= cfg.n_codebooks),
+        "bitrates    " + ", ".join(f"{n}: {cfg.bitrate(n) / 1000:.3g} kbit/s"
+                              for n in (1, 8, 17, 37) if n <= cfg.n_codebooks),
     ]
     if cfg.training:
         lines.append("training")

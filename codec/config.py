@@ -32,7 +32,7 @@ class CodecConfig:
     decoder_depths: tuple[int, int] = (3, 4)
     kernel_size: int = 7
     mlp_ratio: int = 3
-    envelope_points: int = 64  # the spectral envelope's resolution (mel-spaced points; codec.nn.networks.SourceFilterHead)
+    envelope_points: int = 64  # the spectral envelope's resolution (mel-spaced points; nn.networks.SourceFilterHead)
     voicing_bands: int = 16  # bands of the harmonic-to-noise share
     lookahead: int = 0  # samples of future input any output depends on, beyond the current frame
     training: dict = field(default_factory=dict)  # how the weights were made: shown by `codec info`

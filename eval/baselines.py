@@ -6,7 +6,7 @@ A missing tool raises CodecUnavailable naming the Debian package to install.
 
 | spec | tool | rate | note |
 |---|---|---|---|
-| opus:6, opus:8, opus:12 | opusenc/opusdec (opus-tools) | 24 kHz in/out | VBR; below 9 kbit/s libopus codes only 4 kHz |
+| opus:6, opus:8, opus:12 | opusenc/opusdec (opus-tools) | 24 kHz | VBR; below 9 kbit/s libopus codes only 4 kHz |
 | codec2:3200, 1600, 700C | c2enc/c2dec (codec2) | 8 kHz | headerless bit stream, so bytes = payload |
 | speex:N | speexenc/speexdec (speex) | 16 kHz | wideband, --bitrate N kbit/s (the encoder takes the mode at or below) |
 | amrwb:6.6, 8.85, 12.65 ... | ffmpeg with libvo_amrwbenc (libavcodec-extra) | 16 kHz | .amr storage format |

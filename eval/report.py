@@ -29,7 +29,8 @@ def add_arguments(p) -> None:
     p.description = __doc__
     p.add_argument("source", help="prepared corpus folder or its manifest.jsonl, or an audio file, folder, glob or "
                    "list file (.txt/.lst/.list)")
-    p.add_argument("--split", default="test", help="corpus split (default test); SPLIT:SRC[,SRC] keeps only those sources of it")
+    p.add_argument("--split", default="test",
+                   help="corpus split (default test); SPLIT:SRC[,SRC] keeps only those sources of it")
     p.add_argument("--codec", action="append", metavar="SPEC",
                    help="codec:N (ours, N codebooks), opus:KBPS, codec2:MODE, speex:KBPS, amrwb:KBPS or a plugin's; "
                         "repeatable (default: ours at 8, 17, 37 and the classic codecs found here)")

@@ -243,7 +243,8 @@ def run(seconds: float = 3600.0, rows: int | None = None, repeats: int = 3, devi
         f"device: {dev.type} ({name}{torch_threads}), torch {torch.__version__}; {seconds:g} s of audio; "
         f"best of {repeats} after a warm-up",
         f"peaks: {peak_note}",
-        "floor = max(bytes floor / bandwidth, FLOP floor / FLOP rate); formulas in kernels/bench.py and docs/kernels.md",
+        "floor = max(bytes floor / bandwidth, FLOP floor / FLOP rate); "
+        "formulas in kernels/bench.py and docs/kernels.md",
     ]
     if any(c.scale != 1 for c in cases):
         notes.append("timed 1/x of the size (--rows RVQ rows, the same fraction of the overlap-add frames) and "

@@ -120,7 +120,9 @@ def mutate(rng: random.Random, good: bytes) -> bytes:
             data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
         return bytes(data)
     cut = rng.randrange(len(data) + 1)  # truncated, or extended with noise
-    return bytes(data[:cut]) if rng.random() < 0.5 else bytes(data) + bytes(rng.randrange(256) for _ in range(cut % 9 + 1))
+    if rng.random() < 0.5:
+        return bytes(data[:cut])
+    return bytes(data) + bytes(rng.randrange(256) for _ in range(cut % 9 + 1))
 
 
 def main(argv: list[str] | None = None) -> int:

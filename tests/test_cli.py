@@ -185,10 +185,12 @@ def test_outputs_that_would_collide_are_refused_before_writing(tmp_path, capsys,
     args, named = {
         "same stem": (["encode", tmp_path / "in", "-o", f"{tmp_path / 'out'}/"], ["x.flac", "x.wav"]),
         "same stem, no -o": (["encode", tmp_path / "in" / "x.wav", tmp_path / "in" / "x.flac"], ["x.flac", "x.wav"]),
-        "-o not a folder": (["encode", tmp_path / "in" / "x.wav", tmp_path / "in" / "y.wav", "-o", tmp_path / "two.codes"],
+        "-o not a folder": (["encode", tmp_path / "in" / "x.wav", tmp_path / "in" / "y.wav",
+                             "-o", tmp_path / "two.codes"],
                             ["two.codes", "folder"]),
         "folder, -o not a folder": (["encode", tmp_path / "in", "-o", tmp_path / "out"], ["out/", "folder"]),
-        "output is an input": (["encode", tmp_path / "in" / "y.wav", "-o", tmp_path / "in" / "y.wav"], ["y.wav", "input"]),
+        "output is an input": (["encode", tmp_path / "in" / "y.wav", "-o", tmp_path / "in" / "y.wav"],
+                               ["y.wav", "input"]),
     }[case]
     assert run(*args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -273,7 +275,9 @@ def test_full_disk_while_encoding_leaves_no_partial_file(tmp_path, capsys, monke
 
 
 def test_crafted_codes_header_gets_one_line(tmp_path, capsys):
-    import json, struct, zlib
+    import json
+    import struct
+    import zlib
     sf.write(tmp_path / "s.wav", speech_like(0.5), 24000)
     assert run("encode", tmp_path / "s.wav", "-q") == 0
     data = (tmp_path / "s.codes").read_bytes()

@@ -41,7 +41,8 @@ def make_run(root: Path, corpus: Path, with_best: bool = True) -> tuple[Path, co
 
 def test_export_best_records_how_it_was_trained(tmp_path, capsys):
     run, _, best = make_run(tmp_path, tmp_path / "corpus")
-    assert main(["export", str(run), "-o", str(tmp_path / "out"), "--recipe", "recipes/debian-speech/default.yaml"]) == 0
+    recipe = "recipes/debian-speech/default.yaml"
+    assert main(["export", str(run), "-o", str(tmp_path / "out"), "--recipe", recipe]) == 0
     model = codec.load(tmp_path / "out")
     assert model.checksum == best.checksum  # the best weights, unchanged
     tr = model.config.training

@@ -99,7 +99,8 @@ def test_decode_stream_writes_one_flushed_frame_at_a_time(tiny_model, tmp_path, 
     write_codes(tmp_path / "x.codes", codes.numpy(), header_for(tiny_model, codes, n))
     out = _Recorder()
     monkeypatch.setattr(sys, "stdout", type("S", (), {"buffer": out})())
-    assert cli_main(["decode", "--stream", str(tmp_path / "x.codes"), "-o", "-", "--model", str(tmp_path / "ckpt")]) == 0
+    model = str(tmp_path / "ckpt")
+    assert cli_main(["decode", "--stream", str(tmp_path / "x.codes"), "-o", "-", "--model", model]) == 0
     # each 80 ms frame is flushed on its own (playback can start after the first), the first one short by
     # the synthesis delay, which the closing flush delivers, trimmed to the file's length
     delay = tiny_model.config.synthesis_delay
@@ -199,7 +200,8 @@ def test_a_stream_passes_its_backend_to_every_kernel_call(tiny_model, monkeypatc
     seen = []
     for name in ("rvq_encode", "rvq_decode", "overlap_add_stream"):
         real = getattr(kernels, name)
-        monkeypatch.setattr(kernels, name, lambda *a, _real=real, _name=name, **kw: (seen.append((_name, kw.get("backend"))), _real(*a, **kw))[1])
+        monkeypatch.setattr(kernels, name, lambda *a, _real=real, _name=name, **kw:
+                            (seen.append((_name, kw.get("backend"))), _real(*a, **kw))[1])
     with tiny_model.streaming(1, backend="reference") as s:
         codes = torch.cat([s.encode(noise(1, 3 * 1920, seed=2)), s.flush()], -1)
         s.decode(codes)

@@ -63,7 +63,8 @@ def test_resume_skips_finished_shards_and_refuses_foreign_ones(setup, tiny_model
     (out / "shard-00001.parquet").unlink()  # as if the job died while writing shard 1
     encoded = []
     real = tk.encode_items
-    monkeypatch.setattr(tk, "encode_items", lambda m, items, *a, **k: encoded.append([i.index for i in items]) or real(m, items, *a, **k))
+    monkeypatch.setattr(tk, "encode_items",
+                        lambda m, items, *a, **k: encoded.append([i.index for i in items]) or real(m, items, *a, **k))
     tk.tokenize([str(setup / "clips")], out, tiny_model, shard_size=3)
     assert encoded == [[3, 4, 5]]  # only the missing shard was redone
     with pytest.raises(codec.CodecError, match="another tokenization"):
@@ -109,7 +110,8 @@ def test_bad_inputs_are_named_and_skipped(setup, tiny_model, tmp_path, capsys):
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert index["items"] == len(CLIPS)
     assert sorted(Path(s["source"]).name for s in index["skipped"]) == ["broken.wav", "silent.wav"]
-    assert cli_main(["tokenize", str(tmp_path / "nothing"), "-o", str(tmp_path / "o2"), "--model", str(setup / "ckpt")]) == 3
+    model = str(setup / "ckpt")
+    assert cli_main(["tokenize", str(tmp_path / "nothing"), "-o", str(tmp_path / "o2"), "--model", model]) == 3
 
 
 def _run_group(cmd, env, timeout=120):

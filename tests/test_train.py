@@ -111,7 +111,8 @@ def test_resume_follows_the_same_trajectory(tmp_path, corpus):
     train(recipe, tmp_path / "b", log=lambda s: None)
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert len(a) == 6 and a == b
-    reseeded = [json.loads(l).get("reseeded") for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    reseeded = [json.loads(line).get("reseeded") for line in lines]
     assert reseeded[1] > 0 and reseeded[3] > 0 and reseeded[0] == 0  # re-seeding happened inside the trajectory
     ema_a = (tmp_path / "a" / "checkpoint" / "ema.safetensors").read_bytes()
     assert ema_a == (tmp_path / "b" / "checkpoint" / "ema.safetensors").read_bytes()
@@ -145,7 +146,8 @@ def test_augmentation_band_limits_and_adds_noise_at_the_stated_snr():
     spec = np.abs(np.fft.rfft(y[4800:]))  # past the filter's start-up transient
     assert spec[10000 * 19200 // 24000] < 1e-3 * spec[1000 * 19200 // 24000]  # 10 kHz down > 60 dB
     noisy = Augment(gain_db=0.0, noise_prob=1.0, noise_snr_db=[20.0, 20.0])
-    clean = augment_crop(x, np.random.default_rng(1), -23.0, Augment(gain_db=0.0, noise_prob=0.0, noise_snr_db=[20.0, 20.0]), 24000)
+    quiet = Augment(gain_db=0.0, noise_prob=0.0, noise_snr_db=[20.0, 20.0])
+    clean = augment_crop(x, np.random.default_rng(1), -23.0, quiet, 24000)
     dirty = augment_crop(x, np.random.default_rng(1), -23.0, noisy, 24000)
     snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((dirty - clean).astype(np.float64) ** 2))
     assert abs(snr - 20.0) < 0.3  # a steady tone: its active-frame power is its mean power

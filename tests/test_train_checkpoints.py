@@ -31,7 +31,8 @@ def write_format1(out, recipe: dict, step: int) -> Trainer:
                for i, st in trainer.opt.state_dict()["state"].items() for k, v in st.items()}
     tensors["torch_rng"] = torch.get_rng_state()
     save_file(tensors, str(ckpt / "optimizer.safetensors"))
-    (ckpt / "trainer.json").write_text(json.dumps({"step": step, "param_groups": trainer.opt.state_dict()["param_groups"]}))
+    groups = trainer.opt.state_dict()["param_groups"]
+    (ckpt / "trainer.json").write_text(json.dumps({"step": step, "param_groups": groups}))
     (ckpt / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict()))
     return trainer
 
@@ -42,8 +43,8 @@ def test_format1_checkpoint_resumes_with_ema_starting_fresh(tmp_path, corpus):
     recipe = tiny_recipe(corpus, steps=10, ema_decay=0.9, valid_every=5, save_every=5)
     lines = []
     train(recipe, tmp_path / "run", max_steps=2, log=lines.append)
-    assert any("resuming" in l and "step 3" in l and "EMA" in l for l in lines), lines
-    records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("resuming" in line and "step 3" in line and "EMA" in line for line in lines), lines
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [4, 5]
     ckpt = tmp_path / "run" / "checkpoint"
     meta = json.loads((ckpt / "trainer.json").read_text())
@@ -64,7 +65,7 @@ def test_a_save_cut_between_its_renames_resumes_from_the_previous_checkpoint(tmp
     train(recipe, tmp_path / "run", log=lambda s: None)
     assert json.loads((ckpt / "trainer.json").read_text())["step"] == 4
     assert not (tmp_path / "run" / "checkpoint.new").exists() and not (tmp_path / "run" / "checkpoint.old").exists()
-    steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
 
 
@@ -72,7 +73,8 @@ def test_resuming_with_another_model_names_the_file_and_the_fields(tmp_path, cor
     train(tiny_recipe(corpus, steps=1, valid_every=1), tmp_path / "run", log=lambda s: None)
     other = tiny_recipe(corpus, steps=2)
     other.model = {**other.model, "latent_dim": 16}
-    with pytest.raises(ValueError, match=r"checkpoint/config.json.*latent_dim \(32 in the checkpoint, 16 in the recipe\)"):
+    fields = r"latent_dim \(32 in the checkpoint, 16 in the recipe\)"
+    with pytest.raises(ValueError, match=r"checkpoint/config.json.*" + fields):
         train(other, tmp_path / "run", log=lambda s: None)
 
 

@@ -77,7 +77,8 @@ def _read_for(model, path: Path):
         raise CodesFileError(f"{path}: coded at {header.sample_rate} Hz with {header.codebook_size}-entry codebooks; "
                              f"this model is {model.sample_rate} Hz with {model.config.codebook_size}")
     if header.n_codebooks > model.n_codebooks:
-        raise CodesFileError(f"{path}: has {header.n_codebooks} codebooks; this model decodes at most {model.n_codebooks}")
+        raise CodesFileError(f"{path}: has {header.n_codebooks} codebooks; this model decodes at most "
+                             f"{model.n_codebooks}")
     return codes, header  # uint16 for 1024-entry codebooks: widened a chunk at a time (`_frames`)
 
 

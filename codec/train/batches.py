@@ -89,7 +89,8 @@ class StepBatches(torch.utils.data.Dataset):
         return torch.from_numpy(out)
 
 
-def valid_crops(root: str | Path, n_clips: int, samples: int, loudness_db: float = -23.0) -> tuple[torch.Tensor, list[int]]:
+def valid_crops(root: str | Path, n_clips: int, samples: int, loudness_db: float = -23.0
+                ) -> tuple[torch.Tensor, list[int]]:
     """A fixed validation set: `n_clips` valid clips evenly spaced through the split, each cut to `samples`
     and loudness-normalized -> (wav (N, 1, samples) zero padded, true lengths)."""
     corpus = Corpus(root, "valid")

@@ -173,7 +173,8 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
         if step % t.save_every == 0 or step == end:
             _check_replicas(model, world)
             if main_rank:
-                save_state(trainer, out / "checkpoint", step, recipe, {**extra, "wall_s": wall_before + time.time() - start})
+                wall = wall_before + time.time() - start
+                save_state(trainer, out / "checkpoint", step, recipe, {**extra, "wall_s": wall})
         if world > 1 and (step % t.valid_every == 0 or step == end):
             distributed.barrier()  # the others wait while rank 0 validates and saves
     bar.close()

@@ -7,7 +7,8 @@ import codec
 from codec.data import Corpus
 
 
-def parse(doc: str, clips: int | None = None, seconds: float | None = None) -> tuple[argparse.Namespace, codec.Codec, Corpus]:
+def parse(doc: str, clips: int | None = None, seconds: float | None = None
+          ) -> tuple[argparse.Namespace, codec.Codec, Corpus]:
     """CORPUS [--weights DIR] [--split test] [--clips N] [--seconds S] -> (args, model in eval mode, corpus split)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("corpus", help="a folder written by `codec data prepare`")

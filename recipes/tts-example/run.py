@@ -50,7 +50,8 @@ class NextFrameLM(nn.Module):
     d_model. Output: per codebook q, K code classes plus one EOS class.
     """
 
-    def __init__(self, vocab: T.Vocabulary, table: torch.Tensor, d_model: int = 128, layers: int = 2, max_steps: int = 512):
+    def __init__(self, vocab: T.Vocabulary, table: torch.Tensor, d_model: int = 128, layers: int = 2,
+                 max_steps: int = 512):
         super().__init__()
         self.vocab = vocab
         self.embed = nn.Embedding.from_pretrained(table, freeze=False)  # (vocab.size, latent)
