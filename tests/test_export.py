@@ -15,7 +15,7 @@ from conftest import tiny_config
 
 
 def make_run(root: Path, corpus: Path, with_best: bool = True) -> tuple[Path, codec.Codec, codec.Codec]:
-    """A run folder in the layout of the trainer that wrote /work/runs/default: checkpoint/ (package
+    """A run folder in the layout `codec train` writes: checkpoint/ (package
     format + trainer.json + recipe.yaml), best/ (package format + valid.json), metrics.jsonl."""
     corpus.mkdir(parents=True, exist_ok=True)
     (corpus / "summary.json").write_text(json.dumps({

@@ -39,7 +39,7 @@ def test_each_stage_lowers_the_error_when_stages_fit_their_residuals():
 
 
 def test_without_the_residual_fit_later_stages_do_not_help():
-    # The first shipped model was trained this way: its 37 stages coded no better than one.
+    # Without the fit, 37 stages code no better than one.
     fitted, unfitted = _relative_errors(1.0), _relative_errors(0.0)
     assert unfitted[-1] > fitted[-1] + 0.3, (fitted, unfitted)
 

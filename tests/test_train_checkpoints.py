@@ -7,7 +7,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from codec.train import Trainer, train
+from codec.train import Recipe, Trainer, train
 from codec.checkpoint import save_pretrained
 
 from test_train import make_corpus, tiny_recipe
@@ -18,9 +18,9 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def write_format1(out, recipe: dict, step: int) -> Trainer:
-    """A checkpoint exactly as the first trainer's save_state wrote it (commit 7cf2362): the package-format
-    model, AdamW tensors 'state.{i}.{k}' plus 'torch_rng', trainer.json {step, param_groups}, recipe.yaml."""
+def write_format1(out, recipe: Recipe, step: int) -> Trainer:
+    """A checkpoint in format 1: the package-format model, AdamW tensors 'state.{i}.{k}' plus 'torch_rng',
+    trainer.json {step, param_groups}, recipe.yaml."""
     trainer = Trainer(recipe, torch.device("cpu"))
     wav = torch.randn(2, 1, 4 * 1920) * 0.1
     for s in range(step):  # give the optimizer real moments to restore
@@ -38,8 +38,8 @@ def write_format1(out, recipe: dict, step: int) -> Trainer:
 
 
 def test_format1_checkpoint_resumes_with_ema_starting_fresh(tmp_path, corpus):
-    legacy = tiny_recipe(corpus, steps=10)
-    old = write_format1(tmp_path / "run", legacy, step=3)
+    plain = tiny_recipe(corpus, steps=10)
+    old = write_format1(tmp_path / "run", plain, step=3)
     recipe = tiny_recipe(corpus, steps=10, ema_decay=0.9, valid_every=5, save_every=5)
     lines = []
     train(recipe, tmp_path / "run", max_steps=2, log=lines.append)
