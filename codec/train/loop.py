@@ -119,6 +119,14 @@ def _record(values: dict, step: int, t, speed: float, model: Codec, reseeded: in
             "reseeded": reseeded}
 
 
+def _loader(recipe: Recipe, crop: int, step: int, end: int, rank: int, world: int) -> torch.utils.data.DataLoader:
+    """This rank's batches of steps [step, end)."""
+    t, d = recipe.train, recipe.data
+    batches = StepBatches(d.corpus, crop, t.batch_size, t.seed, rank, world, d.loudness_db, d.augment)
+    return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(step, end), num_workers=d.workers,
+                                       prefetch_factor=2 if d.workers else None)
+
+
 def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=print,
           recipe_path: str | Path | None = None) -> dict:
     """Run (or resume) the recipe into folder `out`; stops at train.steps or after max_steps more.
@@ -140,11 +148,7 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
     step, wall_before = int(meta.get("step", 0)), float(meta.get("wall_s", 0.0))
     crop = d.crop_frames * model.frame_size
     end = t.steps if max_steps is None else min(t.steps, step + max_steps)
-    if step >= t.steps and main_rank:
-        log(f"{out / 'checkpoint'} is at step {step}: train.steps = {t.steps} is done (raise it to go on)")
-    batches = StepBatches(d.corpus, crop, t.batch_size, t.seed, rank, world, d.loudness_db, d.augment)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(step, end),
-                                         num_workers=d.workers, prefetch_factor=2 if d.workers else None)
+    loader = _loader(recipe, crop, step, end, rank, world)
     validation = _Validation(recipe, trainer, out, crop, device) if main_rank else None
     records = _Records(out, step, t.tensorboard, log) if main_rank else None
     # The recipe's name (its folder and file), never its path: the record travels with the weights.
@@ -152,6 +156,8 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
     if main_rank:
         log(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params from step {step} to {end} "
             f"on {world} x {device.type}")
+        if step >= t.steps:
+            log(f"{out / 'checkpoint'} is at step {step}: train.steps = {t.steps} is done (raise it to go on)")
     bar = progress_bar(t.progress and main_rank, total=end, initial=step, desc="train", unit="step", file=sys.stderr)
     last, tic, start, audio_s, reseeded = {}, time.time(), time.time(), 0.0, 0
     for wav in loader:
