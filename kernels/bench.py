@@ -204,7 +204,7 @@ def run(seconds: float = 3600.0, rows: int | None = None, repeats: int = 3, devi
         rows = CPU_ROWS if rows is None else rows
     triton_ok = False
     if dev.type == "cuda":
-        # The interpreter would time numpy, not the GPU: launches read this per call (triton_backend._Kernel).
+        # The interpreter would time numpy, not the GPU: Triton reads this when the kernels are first imported.
         os.environ.pop("TRITON_INTERPRET", None)
         try:
             from . import triton_backend  # noqa: F401
