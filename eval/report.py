@@ -22,7 +22,8 @@ from .clips import RATE, Clip, find_clips
 from .codecs import load_plugin, make_codec
 from .protocol import CodecUnavailable
 from .metrics import METRICS
-from .run import Worker, audio_path, init_worker, is_done, result_path, run_in_worker, slug, version_of
+from .run import (Worker, audio_path, init_worker, is_done, read_flac, result_path, run_in_worker, slug,
+                  version_of)
 from .summary import markdown, summarize, to_csv
 
 def add_arguments(p) -> None:
@@ -207,8 +208,6 @@ def _collect(results, bar, quiet: bool) -> int:
 
 
 def _plots(out: Path, summary: dict, clip_id: str, specs: list[str]) -> None:
-    import soundfile as sf
-
     from .plots import rate_quality, spectrograms
 
     rate_quality(summary, out / "rate_quality.png")
@@ -218,6 +217,6 @@ def _plots(out: Path, summary: dict, clip_id: str, specs: list[str]) -> None:
         if path.is_file():
             row = summary.get(label, {})
             tag = f"{label}  {row['payload_kbps']:.2f} kbit/s" if row else label
-            wavs.append((tag, sf.read(path, dtype="float32")[0]))
+            wavs.append((tag, read_flac(path)))
     if wavs:
         spectrograms(wavs, RATE, out / "spectrogram.png", title=f"clip {clip_id}")

@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
+from codec.io.audio import open_audio
 from codec.train.prepare import PrepareOptions, find_audio
 
 SIGN_SHARE = 0.001  # a sign counts when it covers more than 0.1 % of the samples
@@ -49,7 +49,8 @@ def main() -> None:
         counts = Counter()
         for _, path in find_audio(args.sources_dir / source):
             try:
-                data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+                with open_audio(path) as f:
+                    data = f.read(dtype="float32", always_2d=True)
             except Exception:  # noqa: BLE001, S112 - unreadable files are prepare's to count
                 continue
             counts["files"] += 1
