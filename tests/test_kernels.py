@@ -18,7 +18,6 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 if os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("Triton's interpreter is off (TRITON_INTERPRET is not 1): the compiled kernels are "
@@ -29,8 +28,7 @@ from codec import kernels  # noqa: E402
 from codec.kernels import reference  # noqa: E402
 from codec.kernels import triton_backend as tb  # noqa: E402
 
-TIE_MARGIN = 1e-5
-RTOL, ATOL = 1e-5, 1e-5
+from kernel_inputs import TIE_MARGIN, close, nan_like, reference_margins, rvq_params, separated_rows, spy, sqrt_hann  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,62 +36,6 @@ def no_forced_backend():
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("CODEC_KERNELS", raising=False)
         yield
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL)
-
-
-def nan_like(shape):
-    return torch.full(shape, float("nan"))
-
-
-def rvq_params(n, size, code_dim, dim, seed):
-    """Random parameters at the model's initial scales, with non-zero biases."""
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(n, code_dim, dim, generator=g) * dim ** -0.5,
-        0.1 * torch.randn(n, code_dim, generator=g),
-        torch.randn(n, size, code_dim, generator=g),
-        torch.randn(n, dim, code_dim, generator=g) * code_dim ** -0.5,
-        0.1 * torch.randn(n, dim, generator=g),
-    )
-
-
-def reference_margins(latent, params, classes=None, exact_stages=()):
-    """Replays reference.rvq_encode; returns its codes and each row's smallest gap between the best score
-    and the best score of a different entry. With `classes` (K,), entries of the winner's class (exact
-    duplicates) do not count as different; stages in `exact_stages` (exact ties by construction) are skipped.
-    """
-    in_w, in_b, cb, out_w, out_b = params
-    residual = latent.clone()
-    normed = F.normalize(cb, dim=-1, eps=reference.NORM_EPS)
-    codes, gaps = [], []
-    for i in range(in_w.shape[0]):
-        z = F.normalize(residual @ in_w[i].T + in_b[i], dim=-1, eps=reference.NORM_EPS)
-        scores = z @ normed[i].T
-        idx = scores.argmax(dim=-1)
-        best = scores.gather(1, idx[:, None])[:, 0]
-        if classes is None:
-            same = F.one_hot(idx, scores.shape[1]).bool()
-        else:
-            same = classes[None, :] == classes[idx][:, None]
-        if i not in exact_stages:
-            gaps.append(best - scores.masked_fill(same, float("-inf")).max(dim=1).values)
-        codes.append(idx)
-        residual = residual - (cb[i][idx] @ out_w[i].T + out_b[i])
-    return torch.stack(codes, 1), torch.stack(gaps, 1).min(dim=1).values
-
-
-def separated_rows(n_rows, dim, params, seed, **margin_args):
-    """n_rows random latent rows with no near-tie (gap < TIE_MARGIN) at any stage of the reference."""
-    g = torch.Generator().manual_seed(seed)
-    candidates = torch.randn(2 * n_rows + 16, dim, generator=g)
-    codes, margin = reference_margins(candidates, params, **margin_args)
-    assert torch.equal(codes, reference.rvq_encode(candidates, *params)), "replay drifted from the reference"
-    keep = candidates[margin >= TIE_MARGIN][:n_rows]
-    assert len(keep) == n_rows
-    return keep
 
 
 def run_encode(latent, params, return_quantized=True, **blocks):
@@ -232,10 +174,6 @@ def test_rvq_roundtrip_quantized_equals_decode():
 # overlap-add
 # ---------------------------------------------------------------------------------------------------
 
-def sqrt_hann(width):
-    return torch.hann_window(width, periodic=True).sqrt()
-
-
 OLA_CASES = [  # (B, F, W, H, block_t)
     (1, 1, 480, 240, 256),  # one frame: envelope 0 at the tapered edge
     (2, 9, 16, 8, 32),  # the model's 50 % overlap
@@ -346,18 +284,6 @@ def test_forcing_triton_where_it_cannot_run_raises(monkeypatch):
     with pytest.raises(RuntimeError):
         kernels.rvq_decode(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 4, 8), torch.zeros(1, 5, 8),
                            torch.zeros(1, 5))
-
-
-def spy(monkeypatch, module, name):
-    calls = []
-    real = getattr(module, name)
-
-    def wrapper(*args, **kwargs):
-        calls.append(name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, wrapper)
-    return calls
 
 
 @pytest.mark.parametrize("how", ["argument", "env"])
