@@ -1,5 +1,6 @@
 """The one input grammar of every command that reads files (`encode`, `decode`, `info`, `eval`,
-`tokenize`, `data prepare`), and where each input's output goes.
+`tokenize`; `data prepare` searches its source folders with `audio_files`), and where each input's output
+goes.
 
 An input is, in this order of tests:
 
