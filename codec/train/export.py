@@ -16,6 +16,7 @@ import yaml
 from ..checkpoint import WEIGHTS_FILE, describe, load, save_pretrained
 from ..errors import UsageError, WeightsError
 from ..io.corpus import SUMMARY_FILE
+from .recipe import recipe_name
 from .state import EMA_FILE, RECIPE_FILE, TRAINER_FILE
 
 
@@ -88,14 +89,9 @@ def training_summary(run: Path, source: Path, frame_seconds: float, recipe_name:
 def _run_recipe_name(trainer: dict) -> str | None:
     """The recipe's `folder/file` name as the run recorded it (runs that kept a path: its last two parts)."""
     if trainer.get("recipe_path"):
-        return _name_of(trainer["recipe_path"])
+        return recipe_name(trainer["recipe_path"])
     name = trainer.get("recipe_name")
     return name if name and "/" in name else None
-
-
-def _name_of(recipe_path: str | Path) -> str:
-    path = Path(recipe_path)
-    return f"{path.parent.name}/{path.stem}"
 
 
 def _recipe_summary(recipe: dict, name: str | None, step, frame_seconds: float) -> dict:
@@ -142,7 +138,7 @@ def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, n
     source = pick_source(run, which)
     model = load(source)  # verifies the checksum and that the weights fit the config
     summary = training_summary(run, source, model.frame_size / model.sample_rate,
-                               _name_of(recipe_path) if recipe_path else None)
+                               recipe_name(recipe_path) if recipe_path else None)
     ema = source / EMA_FILE  # best/ already holds the EMA weights when the run kept them
     if source.name != "best" and ema.is_file():
         from safetensors.torch import load_file

@@ -22,7 +22,7 @@ from ..io.atomic import atomic_path
 from ..model import Codec
 from ..progress import progress_bar
 from .batches import StepBatches, valid_crops
-from .recipe import Recipe, load_recipe
+from .recipe import Recipe, load_recipe, recipe_name
 from .state import load_state, save_state, write_recipe
 from .trainer import Trainer, lr_at, step_seed
 from .validation import BEST_RECORD, best_valid, evaluate, log_media
@@ -151,8 +151,7 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
     loader = _loader(recipe, crop, step, end, rank, world)
     validation = _Validation(recipe, trainer, out, crop, device) if main_rank else None
     records = _Records(out, step, t.tensorboard, log) if main_rank else None
-    # The recipe's name (its folder and file), never its path: the record travels with the weights.
-    extra = {"recipe_name": _recipe_name(recipe_path), "world_size": world}
+    extra = {"recipe_name": recipe_name(recipe_path) if recipe_path else None, "world_size": world}
     if main_rank:
         log(f"training {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params from step {step} to {end} "
             f"on {world} x {device.type}")
@@ -187,14 +186,6 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
     if records is not None:
         records.close()
     return last
-
-
-def _recipe_name(recipe_path: str | Path | None) -> str | None:
-    """`folder/file` of a recipe file (`debian-speech/default`): what names it wherever the run is read."""
-    if recipe_path is None:
-        return None
-    path = Path(recipe_path).resolve()
-    return f"{path.parent.name}/{path.stem}"
 
 
 def add_arguments(p) -> None:

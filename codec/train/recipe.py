@@ -106,6 +106,13 @@ def _build(cls, data: dict):
     return cls(**values)
 
 
+def recipe_name(path: str | Path) -> str:
+    """`folder/file` of a recipe file (`debian-speech/default`): what names it wherever a run is read, unlike
+    its path, which means something on one machine only."""
+    path = Path(path).resolve()
+    return f"{path.parent.name}/{path.stem}"
+
+
 def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     try:
