@@ -21,12 +21,15 @@ from typing import Callable
 
 import torch
 
+from ..config import PITCH_CODEBOOKS, CodecConfig
 from . import reference
 
-SAMPLE_RATE = 24000
-FRAME_RATE = 12.5  # codec frames per second: rows of the RVQ kernels
-HOP, WINDOW = 120, 480  # synthesis hop and window: 200 overlap-add frames per second
-STAGES, DIM, SIZE, CODE_DIM = 35, 256, 1024, 8  # the latent stages (codebooks 2-36)
+_CONFIG = CodecConfig()  # the default model's sizes
+SAMPLE_RATE = _CONFIG.sample_rate
+FRAME_RATE = _CONFIG.frame_rate  # codec frames per second: rows of the RVQ kernels
+HOP, WINDOW = _CONFIG.synthesis_hop, _CONFIG.synthesis_fft  # 200 overlap-add frames per second
+STAGES = _CONFIG.n_codebooks - PITCH_CODEBOOKS  # the latent stages (codebooks 2-36)
+DIM, SIZE, CODE_DIM = _CONFIG.latent_dim, _CONFIG.codebook_size, _CONFIG.codebook_dim
 CPU_ROWS = 4500  # default RVQ rows timed on a CPU: the full hour of the reference takes ~25 s a call there
 
 # Nominal peaks (bytes/s, fp32 FLOP/s without tensor cores: the kernels use IEEE fp32, no TF32).
