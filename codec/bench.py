@@ -131,7 +131,6 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def add_arguments(p) -> None:
-    p.description = __doc__
     p.add_argument("what", nargs="?", default="model", choices=["model", "stream", "train", "kernels"],
                    help="kernels: the kernel benchmark, which takes its own options (codec bench kernels --help)")
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder")

@@ -178,6 +178,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text, description=help_text,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == command:
+            if name not in _HERE:  # the command module's docstring is its manual
+                sp.description = importlib.import_module(COMMANDS[name][0]).__doc__
             _command(name)[0](sp)
     return p
 

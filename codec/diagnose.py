@@ -15,7 +15,6 @@ printed as a Markdown table.
 """
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
@@ -167,8 +166,6 @@ MEASUREMENTS = {"phase": phase, "pitch": pitch, "rvq": rvq, "stream": stream}
 
 
 def add_arguments(p) -> None:
-    p.description = __doc__
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("what", choices=list(MEASUREMENTS))
     p.add_argument("corpus", help="a folder written by `codec data prepare`")
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder (default: the shipped model)")

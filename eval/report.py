@@ -27,7 +27,6 @@ from .run import (Worker, audio_path, init_worker, is_done, read_flac, result_pa
 from .summary import markdown, summarize, to_csv
 
 def add_arguments(p) -> None:
-    p.description = __doc__
     p.add_argument("source", help="prepared corpus folder or its manifest.jsonl, or an audio file, folder, glob or "
                    "list file (.txt/.lst/.list)")
     p.add_argument("--split", default="test",
