@@ -47,6 +47,7 @@ def test_export_best_records_how_it_was_trained(tmp_path, capsys):
     assert model.checksum == best.checksum  # the best weights, unchanged
     tr = model.config.training
     assert tr["steps"] == 250 and tr["exported"].startswith("best") and tr["recipe_name"] == "debian-speech/default"
+    assert not [v for v in tr.values() if str(tmp_path) in str(v) or "recipes/" in str(v)]  # names, never paths
     assert tr["audio_hours_seen"] == round(250 * 16 * 1.28 / 3600, 2)
     assert tr["corpus_sources"] == "a, b" and tr["holdout_valid"] == "b/x" and tr["holdout_test"] == "c"
     assert tr["valid_mel_37"] == 1.2 and tr["valid_mel_8"] == 1.5
