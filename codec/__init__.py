@@ -2,7 +2,7 @@
 from .config import CodecConfig
 from .errors import CodecError, CodesFileError, InputError, OutputError, UsageError, WeightsError
 from .model import Codec, CodecStream
-from .weights import available, load, save_pretrained
+from .checkpoint import available, load, save_pretrained
 
 __version__ = "0.1.0"
 

@@ -1,13 +1,12 @@
 """`codec bench [model|stream|train|kernels]`: speed tables. Speed = seconds of audio per second of wall time."""
 from __future__ import annotations
 
-import argparse
 import platform
-import sys
 import time
 
 import torch
 
+from .errors import UsageError
 from .threads import STREAM_THREADS, torch_threads
 
 
@@ -31,10 +30,12 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3, precisions=("fp32", "bf16")) -> list[dict]:
+def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3,
+               precisions=("fp32", "bf16")) -> list[dict]:
     """Encode and decode speed at batch 1 and `batch`, plus streaming decode cost per 80 ms frame."""
     rows = []
     n = int(seconds * model.sample_rate)
+    frame_s = 1 / model.frame_rate
     for precision in precisions:
         bf16 = precision == "bf16"
         for b in (1, batch):
@@ -53,7 +54,7 @@ def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3, p
 
         per_frame = _time(stream_decode, repeats) / codes.shape[-1]
         rows.append({"what": "streaming decode, per 80 ms frame", "precision": precision,
-                     "x_realtime": 0.08 / per_frame, "ms_per_frame": 1000 * per_frame})
+                     "x_realtime": frame_s / per_frame, "ms_per_frame": 1000 * per_frame})
     return rows
 
 
@@ -62,10 +63,11 @@ def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp3
 
     Rows: encode, decode and encode + decode per frame (ms; x real time = 80 ms / that), and time to
     first audio: from the first frame's last sample arriving to its 1920 decoded samples, on a fresh
-    stream (state set-up included). A listener hears it `latency_ms` (one frame + lookahead + synthesis overlap) plus this.
+    stream (state set-up included). A listener hears it `latency_ms` (one frame + lookahead + synthesis overlap)
+    plus this.
     """
     rows = []
-    fs = model.frame_size
+    fs, frame_s = model.frame_size, 1 / model.frame_rate
     n_frames = max(1, int(round(seconds * model.frame_rate)))
     wav = torch.randn(1, 1, n_frames * fs, generator=torch.Generator().manual_seed(0)) * 0.1
     codes = model.encode(wav, model.sample_rate)
@@ -93,9 +95,9 @@ def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp3
         t_first = firsts[len(firsts) // 2]
         for what, t in (("stream encode, per 80 ms frame", t_enc), ("stream decode, per 80 ms frame", t_dec),
                         ("stream encode + decode, per 80 ms frame", t_enc + t_dec)):
-            rows.append({"what": what, "precision": precision, "x_realtime": 0.08 / t, "ms_per_frame": 1000 * t})
+            rows.append({"what": what, "precision": precision, "x_realtime": frame_s / t, "ms_per_frame": 1000 * t})
         rows.append({"what": f"time to first audio (+ {model.config.latency_ms:g} ms algorithmic latency)",
-                     "precision": precision, "x_realtime": 0.08 / t_first, "ms_per_frame": 1000 * t_first})
+                     "precision": precision, "x_realtime": frame_s / t_first, "ms_per_frame": 1000 * t_first})
     return rows
 
 
@@ -104,18 +106,19 @@ def train_rows(steps: int = 3, batch: int = 16, crop_frames: int = 16, precision
     """Training throughput of the default model on random audio (no data loading): one real
     `codec.train.Trainer` step (pitch estimate, magnitude and VQ losses, backward, clipping, AdamW) per
     call, in fp32 and bf16."""
-    from .train import DEFAULTS, Trainer, merge
+    from .train import Recipe, Trainer
 
     rows = []
     for precision in precisions:
-        recipe = merge(DEFAULTS, {"model": model or {}, "train": {"batch_size": batch, "bf16": precision == "bf16"}})
+        recipe = Recipe.from_dict({"model": model or {}, "train": {"batch_size": batch, "bf16": precision == "bf16"}})
         torch.manual_seed(0)
         trainer = Trainer(recipe, torch.device("cpu"))
         wav = torch.randn(batch, 1, crop_frames * trainer.model.frame_size) * 0.1
         counter = iter(range(10**9))
         seconds = _time(lambda: [trainer.step(wav, next(counter)) for _ in range(steps)], 1) / steps
-        rows.append({"what": f"train step, batch {batch} x {crop_frames * 0.08:.2f} s, magnitude + VQ losses",
-                     "precision": precision, "x_realtime": batch * crop_frames * 0.08 / seconds})
+        crop_s = crop_frames / trainer.model.frame_rate
+        rows.append({"what": f"train step, batch {batch} x {crop_s:.2f} s, magnitude + VQ losses",
+                     "precision": precision, "x_realtime": batch * crop_s / seconds})
     return rows
 
 
@@ -127,28 +130,24 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["kernels"]:
-        # Hand over every option untouched: parsed here, --seconds / --repeats / --help would be eaten.
-        from .kernels.bench import main as kernels_main
-
-        return kernels_main(argv[1:])
-    p = argparse.ArgumentParser(prog="codec bench", description=__doc__)
-    p.add_argument("what", nargs="?", default="model", choices=["model", "stream", "train", "kernels"])
+def add_arguments(p) -> None:
+    p.add_argument("what", nargs="?", default="model", choices=["model", "stream", "train", "kernels"],
+                   help="kernels: the kernel benchmark, which takes its own options (codec bench kernels --help)")
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder")
     p.add_argument("--seconds", type=float, default=10.0, help="audio length per call (model)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None,
                    help=f"torch intra-op threads (default: {STREAM_THREADS} for stream, which codes one 80 ms frame "
                         "per call, as codec decode -o - does; torch's default otherwise)")
-    args, rest = p.parse_known_args(argv)
-    if args.what == "kernels":
+
+
+def run(args) -> int:
+    if args.what == "kernels":  # `codec bench kernels ...` goes straight to it (codec.cli); this is the bare form
         from .kernels.bench import main as kernels_main
 
-        return kernels_main(rest)
+        return kernels_main([])
     if args.threads is not None and args.threads < 1:
-        p.error(f"--threads must be at least 1, got {args.threads}")
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
     threads = args.threads or (STREAM_THREADS if args.what == "stream" else None)
     with torch_threads(threads):
         return _run(args)
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args) -> int:
     print(f"machine: {machine()}")
-    from .weights import load
+    from .checkpoint import load
 
     if args.what == "train":  # the architecture of the shipped (or --model) checkpoint, trained afresh
         arch = {k: v for k, v in load(args.model).config.to_dict().items() if k not in ("training", "name")}

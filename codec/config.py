@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-PITCH_CODEBOOKS = 2  # code slots 0 and 1 carry the pitch (codec.pitch.PitchCoder); the rest the latent
+PITCH_CODEBOOKS = 2  # code slots 0 and 1 carry the pitch (codec.nn.pitch.PitchCoder); the rest the latent
 
 
 @dataclass
@@ -21,7 +21,7 @@ class CodecConfig:
     n_fft: int = 480  # the encoder's analysis window
     synthesis_hop: int = 120  # the decoder's STFT hop: 75 % overlap, enough redundancy for computed phases
     synthesis_fft: int = 480  # the decoder's STFT window (hann)
-    phase_iterations: int = 4  # Griffin-Lim passes per codec frame after RTPGHI (codec.phase.refine)
+    phase_iterations: int = 4  # Griffin-Lim passes per codec frame after RTPGHI (codec.nn.phase.refine)
     n_codebooks: int = 37
     codebook_size: int = 1024
     codebook_dim: int = 8  # factorized lookup space (DAC): keeps codebooks in use
@@ -32,7 +32,7 @@ class CodecConfig:
     decoder_depths: tuple[int, int] = (3, 4)
     kernel_size: int = 7
     mlp_ratio: int = 3
-    envelope_points: int = 64  # the spectral envelope's resolution (mel-spaced points; codec.modules.SourceFilterHead)
+    envelope_points: int = 64  # the spectral envelope's resolution (mel-spaced points; nn.networks.SourceFilterHead)
     voicing_bands: int = 16  # bands of the harmonic-to-noise share
     lookahead: int = 0  # samples of future input any output depends on, beyond the current frame
     training: dict = field(default_factory=dict)  # how the weights were made: shown by `codec info`

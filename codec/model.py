@@ -6,19 +6,18 @@ import contextlib
 import hashlib
 import math
 import operator
-from pathlib import Path
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
-from .audio import as_batch, resample
 from .config import PITCH_CODEBOOKS, CodecConfig
-from .modules import Decoder, Encoder, PhaseSynthesis
-from .pitch import PitchCoder, causal_yin
-from .quantizer import QuantizerOutput, ResidualVQ
-from .streaming import active
+from .nn.networks import Decoder, Encoder, PhaseSynthesis
+from .nn.pitch import PitchCoder, causal_yin
+from .nn.quantizer import QuantizerOutput, ResidualVQ
+from .nn.stream_state import active
+from .signal import as_batch, resample
 
 
 def _autocast(device: torch.device, bf16: bool):
@@ -50,7 +49,7 @@ class Codec(nn.Module):
         self.register_buffer("synthesis_centres", (hops + 1) * cfg.synthesis_hop - cfg.synthesis_fft // 2,
                              persistent=False)
         self._checksum: str | None = None
-        self._loaded_as = None  # (checksum, name, training) of the checkpoint loaded into it: weights.save_pretrained
+        self._loaded_as = None  # (checksum, name, training) of the checkpoint loaded into it: codec.checkpoint
 
     # ----------------------------------------------------------------------------------------- shape
     @property
@@ -221,13 +220,6 @@ class Codec(nn.Module):
                              f"[0, {self.config.codebook_size})")
         return codes
 
-    def save_pretrained(self, directory: str | Path, name: str | None = None) -> Path:
-        """Write model.safetensors, config.json and model.sha256 into `directory`; `codec.load(directory)` reads
-        it. name: the model name to record (see `codec.weights.save_pretrained` for changed weights)."""
-        from .weights import save_pretrained  # weights imports this module: import at call time
-
-        return save_pretrained(self, directory, name=name)
-
     @torch.no_grad()
     def codebook_embeddings(self, n_codebooks: int | None = None) -> torch.Tensor:
         """The codebook vectors as a backbone sees them: (n_codebooks, codebook_size, latent_dim) float32.
@@ -237,32 +229,13 @@ class Codec(nn.Module):
         is entry c of stage q - 2 out-projected to the decoder's latent (bias included), so summing the
         latent rows a frame's codes pick gives exactly the decoder's input latent for that frame. Reshaped
         to (n * codebook_size, latent_dim) it initializes an embedding table indexed by
-        `codec.tokens.Vocabulary` ids (offsets=True), followed by its special tokens.
+        `codec.tts.Vocabulary` ids (offsets=True), followed by its special tokens.
         """
         n = self.n_codebooks if n_codebooks is None else int(n_codebooks)
         latent = self.quantizer.entry_vectors(self.quantizer.n_codebooks).detach().float()
         pitch = self.pitch.features(self.config.codebook_size, self.config.latent_dim)
         pitch = pitch * latent.pow(2).mean().sqrt() / pitch.pow(2).mean().sqrt().clamp_min(1e-12)
         return torch.cat([pitch.to(latent.device), latent])[:n].clone()
-
-    def decode_tokens(self, ids: torch.Tensor, vocab=None, layout: str = "flatten",
-                      n_codebooks: int | None = None, bf16: bool = False) -> list[torch.Tensor]:
-        """Backbone output -> one waveform (1, frames * frame_size) per item; see `codec.tokens.to_codes`
-        for how PAD, BOS, EOS, partial depth and cut-off frames are read. vocab: a `codec.tokens.Vocabulary`
-        (default: all of this model's codebooks, with offsets)."""
-        from .tokens import Vocabulary, to_codes
-
-        vocab = vocab or Vocabulary.for_model(self)
-        if vocab.codebook_size != self.config.codebook_size or vocab.n_codebooks > self.n_codebooks:
-            raise ValueError(f"vocabulary of {vocab.n_codebooks} x {vocab.codebook_size} does not fit this model "
-                             f"({self.n_codebooks} x {self.config.codebook_size})")
-        out = []
-        for codes in to_codes(ids, vocab, layout, n_codebooks):
-            if codes.shape[-1] == 0:
-                out.append(torch.zeros(1, 0, device=self.device))
-            else:
-                out.append(self.decode(codes[None], bf16=bf16)[0])
-        return out
 
     def streaming(self, batch_size: int = 1, n_codebooks: int | None = None, bf16: bool = False,
                   backend: str | None = None) -> "CodecStream":

@@ -6,7 +6,7 @@ A missing tool raises CodecUnavailable naming the Debian package to install.
 
 | spec | tool | rate | note |
 |---|---|---|---|
-| opus:6, opus:8, opus:12 | opusenc/opusdec (opus-tools) | 24 kHz in/out | VBR; below 9 kbit/s libopus codes only 4 kHz |
+| opus:6, opus:8, opus:12 | opusenc/opusdec (opus-tools) | 24 kHz | VBR; below 9 kbit/s libopus codes only 4 kHz |
 | codec2:3200, 1600, 700C | c2enc/c2dec (codec2) | 8 kHz | headerless bit stream, so bytes = payload |
 | speex:N | speexenc/speexdec (speex) | 16 kHz | wideband, --bitrate N kbit/s (the encoder takes the mode at or below) |
 | amrwb:6.6, 8.85, 12.65 ... | ffmpeg with libvo_amrwbenc (libavcodec-extra) | 16 kHz | .amr storage format |
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .codecs import CodecUnavailable, register
+from .protocol import CodecUnavailable
 
 
 def _need(*tools: str, package: str) -> None:
@@ -201,10 +201,7 @@ class AmrWb(_ToolCodec):
         _run(self._ffmpeg("-i", str(src), "-ar", str(self.sample_rate), "-ac", "1", str(dst)), self.name)
 
 
-register("opus", Opus)
-register("codec2", Codec2)
-register("speex", Speex)
-register("amrwb", AmrWb)
+BASELINES = {"opus": Opus, "codec2": Codec2, "speex": Speex, "amrwb": AmrWb}  # family -> factory(setting)
 
 # What `codec eval` runs when no --codec is given: ours at three depths and the baselines near their rates.
 DEFAULT_SPECS = ("codec:8", "codec:17", "codec:37", "opus:6", "opus:8", "opus:12", "codec2:3200", "codec2:1600",

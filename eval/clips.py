@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import InputError
+from codec.io.corpus import MANIFEST_FILE, is_corpus
+from codec.io.inputs import resolve_inputs
+from codec.signal import resample_array
 
 RATE = 24000  # every comparison happens at the model rate (docs/metrics.md)
 
@@ -21,7 +24,7 @@ RATE = 24000  # every comparison happens at the model rate (docs/metrics.md)
 @lru_cache(maxsize=4)
 def _corpus(path: str, split: str | None):
     """One open (memory-mapped) corpus per process: its manifest is parsed once, not once per clip."""
-    from codec.data import Corpus
+    from codec.io.corpus import Corpus
 
     return Corpus(path, split)
 
@@ -40,15 +43,11 @@ class Clip:
             corpus = _corpus(self.path, self.split)
             x, rate = corpus.audio(self.index).astype(np.float64), corpus.sample_rate
         else:
-            from codec.audio import read_audio
+            from codec.io.audio import read_audio
 
             data, rate = read_audio(self.path)
             x = data.mean(axis=0).astype(np.float64)
-        if rate != RATE:
-            import soxr
-
-            x = soxr.resample(x, rate, RATE, quality="HQ")
-        return x
+        return resample_array(x, rate, RATE)
 
 
 def _safe(name: str) -> str:
@@ -64,15 +63,13 @@ def spread(items: list, max_clips: int | None) -> list:
 
 def find_clips(source: str | Path, split: str = "test", max_clips: int | None = None) -> tuple[list[Clip], str]:
     """(clips, a name for the set). `source`: a prepared corpus folder (manifest.jsonl + samples.npy: its
-    `split`), a manifest.jsonl of such a corpus, a text file listing audio paths (one a line), an audio folder
-    (searched recursively) or one audio file."""
-    from codec.audio import AUDIO_SUFFIXES, audio_files
-
+    `split`), a manifest.jsonl of such a corpus, or what every command takes (`codec.io.inputs`): an audio
+    file, folder, glob or list file."""
     path = Path(source)
-    if path.name == "manifest.jsonl" and path.is_file():
+    if path.name == MANIFEST_FILE and path.is_file():
         path = path.parent
-    if (path / "manifest.jsonl").is_file() and (path / "samples.npy").is_file():
-        with open(path / "manifest.jsonl") as f:
+    if is_corpus(path):
+        with open(path / MANIFEST_FILE) as f:
             records = [json.loads(line) for line in f]
         split, _, only = split.partition(":")  # "test:asterisk-en,asterisk-es": some sources of the split
         chosen = [r for r in records if r["split"] == split]
@@ -92,19 +89,8 @@ def find_clips(source: str | Path, split: str = "test", max_clips: int | None = 
                       "/".join([str(r[k]) for k in ("source", "speaker") if r.get(k)] + [Path(r["path"]).name]))
                  for i, r in numbered]
         return spread(clips, max_clips), f"{path.name}:{split} ({', '.join(sources)})"
-    if path.is_file() and path.suffix.lower() in {".txt", ".lst", ".list"}:
-        files = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
-        root = None
-    elif path.is_dir():
-        files = audio_files(path)
-        if not files:
-            raise InputError(f"{path}: folder holds no audio files ({'/'.join(sorted(AUDIO_SUFFIXES))})")
-        root = path
-    elif path.is_file():
-        files, root = [path], path.parent
-    else:
+    if not path.exists() and not any(ch in str(source) for ch in "*?["):
         raise InputError(f"{path}: no such file or folder")
-    files = spread(files, max_clips)
-    clips = [Clip(_safe(str(f.relative_to(root).with_suffix("")) if root else f"{i:05d}_{f.stem}"), str(f),
-                  source=str(f.relative_to(root)) if root else f.name) for i, f in enumerate(files)]
+    inputs = spread(resolve_inputs([str(source)]), max_clips)
+    clips = [Clip(_safe(str(i.rel.with_suffix(""))), str(i.path), source=str(i.rel)) for i in inputs]
     return clips, path.name

@@ -1,4 +1,4 @@
-"""The one protocol every evaluated codec implements, our model behind it, and the registry of codec names.
+"""Our model behind the `SpeechCodec` protocol (`codec.eval.protocol`), and the registry of codec names.
 
 A codec is named by a spec `family:setting`: `codec:17` (ours, 17 codebooks), `opus:6` (Opus at 6 kbit/s),
 `codec2:700C`, ... A user's codec plugs in by implementing `SpeechCodec` and registering a factory (docs/eval.md):
@@ -8,36 +8,13 @@ A codec is named by a spec `family:setting`: `codec:17` (ours, 17 codebooks), `o
 """
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from pathlib import Path
 
 import numpy as np
 
-
-class CodecUnavailable(RuntimeError):
-    """A codec cannot run here (a missing tool or package); the message says what to install."""
-
-
-@runtime_checkable
-class SpeechCodec(Protocol):
-    """What `codec eval` needs from a codec. Audio is mono float in [-1, 1] at `sample_rate`.
-
-    Optional, for discrete-token codecs: `tokens(data) -> int array [K, F]`, `codebook_size: int` and
-    `frame_rate: float`; with them the report adds per-codebook entropy and codebook use.
-    """
-
-    name: str  # the spec it was made from, e.g. "opus:6"
-    sample_rate: int  # the rate encode takes and decode returns
-
-    def encode(self, wav: np.ndarray) -> bytes:
-        """wav [T] float -> the bytes the codec would store or send (their size is the measured bitrate)."""
-
-    def decode(self, data: bytes, length: int) -> np.ndarray:
-        """bytes -> wav [T'] float; `length` is the input's T, a hint (T' may differ; the report aligns)."""
-
-    def bitrate(self) -> float:
-        """Nominal bit/s: what the codec is configured for."""
+from .baselines import BASELINES
+from .protocol import SpeechCodec
 
 
 class OurCodec:
@@ -55,7 +32,7 @@ class OurCodec:
     def encode(self, wav: np.ndarray) -> bytes:
         import torch
 
-        from codec.codes_file import encode_bytes, header_for
+        from codec.io.codes_file import encode_bytes, header_for
 
         codes = self.model.encode(torch.as_tensor(np.asarray(wav, np.float32)), self.sample_rate, n_codebooks=self.n)
         return encode_bytes(codes[0:1].cpu().numpy(), header_for(self.model, codes[0:1], len(wav)))
@@ -63,7 +40,7 @@ class OurCodec:
     def decode(self, data: bytes, length: int) -> np.ndarray:
         import torch
 
-        from codec.codes_file import decode_bytes
+        from codec.io.codes_file import decode_bytes
 
         codes, header = decode_bytes(data, self.name)
         wav = self.model.decode(torch.from_numpy(codes), length=header.samples)
@@ -71,13 +48,13 @@ class OurCodec:
 
     def payload_bytes(self, data: bytes) -> int:
         """The bit-packed indices alone, without the header (about 300 bytes) and CRC."""
-        from codec.codes_file import decode_bytes
+        from codec.io.codes_file import decode_bytes
 
         return decode_bytes(data, self.name)[1].payload_bytes
 
     def tokens(self, data: bytes) -> np.ndarray:
         """[n_codebooks, frames] of one file."""
-        from codec.codes_file import decode_bytes
+        from codec.io.codes_file import decode_bytes
 
         return decode_bytes(data, self.name)[0][0]
 
@@ -91,7 +68,7 @@ _MODELS: dict[str, object] = {}
 def _our_model(model_dir: str | None):
     key = str(model_dir)
     if key not in _MODELS:
-        from codec.weights import load
+        from codec.checkpoint import load
 
         _MODELS[key] = load(model_dir)
     return _MODELS[key]
@@ -103,8 +80,12 @@ def _ours(setting: str, model_dir: str | None = None) -> OurCodec:
     return OurCodec(_our_model(model_dir), int(setting))
 
 
-# family -> factory(setting, model_dir=None) -> SpeechCodec; baselines register themselves on import
-FAMILIES: dict[str, Callable[..., SpeechCodec]] = {"codec": _ours}
+def _plain(factory: Callable[[str], SpeechCodec]) -> Callable[..., SpeechCodec]:
+    return lambda setting, model_dir=None: factory(setting)
+
+
+# family -> factory(setting, model_dir=None) -> SpeechCodec
+FAMILIES: dict[str, Callable[..., SpeechCodec]] = {"codec": _ours, **{k: _plain(v) for k, v in BASELINES.items()}}
 
 
 def register(family: str, factory: Callable[[str], SpeechCodec]) -> None:
@@ -112,7 +93,7 @@ def register(family: str, factory: Callable[[str], SpeechCodec]) -> None:
     (skipped with its message) when the codec cannot run here, ValueError for a bad setting."""
     if not family.isidentifier():
         raise ValueError(f"codec family must be a plain name, got {family!r}")
-    FAMILIES[family] = lambda setting, model_dir=None: factory(setting)
+    FAMILIES[family] = _plain(factory)
 
 
 def load_plugin(module: str) -> None:
@@ -134,8 +115,6 @@ def load_plugin(module: str) -> None:
 def make_codec(spec: str, model_dir: str | None = None) -> SpeechCodec:
     """Build the codec a spec names. Raises ValueError for an unknown or malformed spec, CodecUnavailable when
     its tool or package is missing here."""
-    from . import baselines  # noqa: F401  (registers opus, codec2, speex, amrwb)
-
     family, sep, setting = spec.partition(":")
     if not sep or not setting:
         raise ValueError(f"codec spec {spec!r}: expected family:setting, e.g. codec:17 or opus:6")

@@ -112,7 +112,8 @@ class ViSQOL:
             # polynomial mapping when the lattice runtime is missing, which gives other numbers.
             api.create(mode="speech", use_lattice_model=True)
         except (ImportError, RuntimeError, ValueError) as err:
-            raise ExtraUnavailable(f"visqol: the lattice model cannot run ({err}); install with: {PIP['visqol']}")
+            raise ExtraUnavailable(f"visqol: the lattice model cannot run ({err}); install with: {PIP['visqol']}"
+                                   ) from None
         self._api = api
 
     def reference(self, ref: np.ndarray) -> dict:

@@ -15,8 +15,8 @@ from string import Template
 from urllib.parse import quote
 
 from .clips import RATE, Clip, spread
-from .report import HEADERS, LEGEND, not_computable, table_rows
-from .run import audio_path, result_path, slug
+from .summary import HEADERS, LEGEND, not_computable, table_rows
+from .run import audio_path, read_flac, result_path, slug
 
 TEMPLATE = Path(__file__).with_name("listening.html")
 PAGE = "report.html"
@@ -78,10 +78,8 @@ def _card(out: Path, label: str, family: str | None, audio: Path, image: Path | 
 
 def _clip_row(out: Path, clip: Clip, specs: list[str], columns: list[str], images: bool) -> str:
     """One clip: the reference card, then a card per codec (its audio, spectrogram and metrics on this clip)."""
-    import soundfile as sf
-
     ref_path = audio_path(out, "reference", clip.id)
-    ref = sf.read(ref_path, dtype="float32")[0]
+    ref = read_flac(ref_path)
     pictures = {}
     if images:
         from .plots import log_spectrogram, spectrogram_image
@@ -90,7 +88,7 @@ def _clip_row(out: Path, clip: Clip, specs: list[str], columns: list[str], image
         peak = float(ref_db.max())  # every image of the clip on the reference's colour scale
         for name, path in [("reference", ref_path)] + [(slug(s), audio_path(out, slug(s), clip.id)) for s in specs]:
             if path.is_file():
-                db = ref_db if name == "reference" else log_spectrogram(sf.read(path, dtype="float32")[0])
+                db = ref_db if name == "reference" else log_spectrogram(read_flac(path))
                 image = out / "spectrograms" / name / f"{clip.id}.jpg"
                 image.parent.mkdir(parents=True, exist_ok=True)
                 pictures[name] = spectrogram_image(db, peak, image)

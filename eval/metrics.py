@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import librosa
 import numpy as np
-import soxr
+
+from codec.signal import resample_array
 
 
 class NotComputable(ValueError):
@@ -21,8 +22,8 @@ class NotComputable(ValueError):
 
 # PESQ's C code refuses shorter input (BufferTooShortError); also below this it is not meaningful.
 PESQ_MIN_SECONDS = 0.25
-# Log-mel distance: (n_fft, hop, mel bands) at 24 kHz; the scales of codec.losses at the time of writing,
-# frozen here so the metric stays comparable when the training loss changes.
+# Log-mel distance: (n_fft, hop, mel bands) at 24 kHz; fixed here, apart from the training loss
+# (codec.train.losses), so the metric stays comparable when the training loss changes.
 MEL_RATE = 24000
 MEL_SCALES = ((256, 64, 32), (512, 128, 64), (1024, 256, 80), (2048, 512, 128))
 MEL_FLOOR = 1e-5  # -100 dB: below anything audible in speech at normal level
@@ -35,7 +36,7 @@ STFT_FLOOR = 1e-7 ** 0.5  # Parallel WaveGAN clamps power at 1e-7 before the squ
 def to_rate(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     """(T,) at `rate` -> float64 (T',) at `target` (soxr HQ); unchanged when the rates agree."""
     x = np.asarray(x, dtype=np.float64)
-    return x if rate == target else soxr.resample(x, rate, target, quality="HQ")
+    return resample_array(x, rate, target)
 
 
 def _same_length(ref: np.ndarray, deg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,129 +10,27 @@ docs/eval.md.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import io
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
 
+from codec.errors import CodecError, InputError, UsageError
 from codec.progress import progress_bar
 
-from .bitrate import codebook_stats
 from .clips import RATE, Clip, find_clips
-from .codecs import CodecUnavailable, load_plugin, make_codec
+from .codecs import load_plugin, make_codec
+from .protocol import CodecUnavailable
 from .metrics import METRICS
-from .run import Worker, audio_path, init_worker, is_done, result_path, run_in_worker, slug, version_of
+from .run import (Worker, audio_path, init_worker, is_done, read_flac, result_path, run_in_worker, slug,
+                  version_of)
+from .summary import markdown, summarize, to_csv
 
-HEADERS = {"pesq_wb": "PESQ-WB", "pesq_nb": "PESQ-NB", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR dB",
-           "mel_distance": "mel dist", "stft_distance": "STFT dist", "speaker_sim": "spk sim",
-           "dnsmos_ovrl": "DNSMOS", "dnsmos_sig": "DNSMOS sig", "dnsmos_bak": "DNSMOS bak", "visqol": "ViSQOL",
-           "wer": "WER"}
-
-
-def summarize(out: Path, specs: list[str], clips: list[Clip], columns: list[str]) -> dict[str, dict]:
-    """Per codec: bitrates (pooled over clips: total bits / total seconds), the mean of each metric over
-    the clips where it was computable (with that count, the standard error, and why the others were not),
-    delay, and codebook statistics for token codecs."""
-    summary: dict[str, dict] = {}
-    for spec in specs:
-        rows = []
-        for clip in clips:
-            path = result_path(out, spec, clip.id)
-            if path.is_file():
-                rows.append(json.loads(path.read_text()))
-        if not rows:
-            continue
-        seconds = sum(r["seconds"] for r in rows)
-        row: dict = {
-            "files": len(rows), "seconds": round(seconds, 3),
-            "nominal_kbps": rows[0]["nominal_bps"] / 1000,
-            "measured_kbps": 8 * sum(r["bytes"] for r in rows) / seconds / 1000,
-            "payload_kbps": 8 * sum(r["payload_bytes"] for r in rows) / seconds / 1000,
-            "median_delay_ms": float(np.median([r["delay_samples"] for r in rows])) / RATE * 1000,
-        }
-        for col in columns:
-            values = [r["metrics"][col] for r in rows if isinstance(r["metrics"].get(col), (int, float))]
-            row[col] = float(np.mean(values)) if values else None
-            row[f"{col}_n"] = len(values)
-            row[f"{col}_sem"] = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
-            reasons = Counter(str(r["metrics"].get(col, "n/a: not computed"))[5:] for r in rows
-                              if not isinstance(r["metrics"].get(col), (int, float)))
-            if reasons:
-                row[f"{col}_not_computable"] = dict(reasons)
-        if "codebook_size" in rows[0]:
-            tokens = [np.load(out / "tokens" / slug(spec) / f"{r['clip']}.npy") for r in rows]
-            stats = codebook_stats(tokens, rows[0]["codebook_size"], rows[0]["frame_rate"])
-            row["entropy_kbps"] = stats["entropy_bitrate"] / 1000
-            row["codebooks"] = stats
-        summary[spec] = row
-    return summary
-
-
-def _cell(row: dict, col: str, digits: int = 3) -> str:
-    v = row.get(col)
-    if v is None:
-        return "n/a"
-    text = f"{v:.{digits}f}"
-    n = row.get(f"{col}_n")
-    return text if n is None or n == row["files"] else f"{text} ({n})"
-
-
-def table_rows(summary: dict[str, dict], columns: list[str]) -> tuple[list[str], list[list[str]]]:
-    head = ["codec", "nominal kbit/s", "measured kbit/s", "payload kbit/s", "entropy kbit/s", "delay ms"]
-    head += [HEADERS.get(c, c) for c in columns] + ["files"]
-    body = []
-    for spec, row in summary.items():
-        body.append([spec, f"{row['nominal_kbps']:g}", f"{row['measured_kbps']:.3f}", f"{row['payload_kbps']:.3f}",
-                     f"{row['entropy_kbps']:.3f}" if "entropy_kbps" in row else "",
-                     f"{row['median_delay_ms']:.1f}"] + [_cell(row, c, 2 if c == "si_sdr" else 3) for c in columns]
-                    + [str(row["files"])])
-    return head, body
-
-
-LEGEND = ("Means over files; (n) after a value: the number of files where it was computable, when fewer than all. "
-          "measured = whole file or stream, payload = codec frames without container or header, entropy = what an "
-          "ideal per-codebook entropy coder would reach (docs/metrics.md).")
-
-
-def not_computable(summary: dict[str, dict], columns: list[str]) -> list[str]:
-    """One line per (codec, metric, reason) whose files were left out of the mean."""
-    return [f"{spec} {HEADERS.get(col, col)}: {n} file(s) not computable: {reason}"
-            for spec, row in summary.items() for col in columns
-            for reason, n in row.get(f"{col}_not_computable", {}).items()]
-
-
-def markdown(summary: dict[str, dict], columns: list[str], title: str) -> str:
-    head, body = table_rows(summary, columns)
-    lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    lines += ["", LEGEND]
-    notes = not_computable(summary, columns)
-    if notes:
-        lines += ["", "Not computable (never averaged in):", *[f"- {n}" for n in notes]]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(summary: dict[str, dict], columns: list[str]) -> str:
-    fields = ["codec", "files", "seconds", "nominal_kbps", "measured_kbps", "payload_kbps", "entropy_kbps",
-              "median_delay_ms"] + [f"{c}{s}" for c in columns for s in ("", "_n", "_sem")]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fields, extrasaction="ignore")
-    writer.writeheader()
-    for spec, row in summary.items():
-        writer.writerow({"codec": spec, **{k: v for k, v in row.items() if not isinstance(v, dict)}})
-    return buf.getvalue()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="codec eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", help="prepared corpus folder or its manifest.jsonl, audio folder, list file, or a file")
-    p.add_argument("--split", default="test", help="corpus split (default test); SPLIT:SRC[,SRC] keeps only those sources of it")
+def add_arguments(p) -> None:
+    p.add_argument("source", help="prepared corpus folder or its manifest.jsonl, or an audio file, folder, glob or "
+                   "list file (.txt/.lst/.list)")
+    p.add_argument("--split", default="test",
+                   help="corpus split (default test); SPLIT:SRC[,SRC] keeps only those sources of it")
     p.add_argument("--codec", action="append", metavar="SPEC",
                    help="codec:N (ours, N codebooks), opus:KBPS, codec2:MODE, speex:KBPS, amrwb:KBPS or a plugin's; "
                         "repeatable (default: ours at 8, 17, 37 and the classic codecs found here)")
@@ -140,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="module or .py file that registers your own codec family (docs/eval.md); repeatable")
     p.add_argument("--model", default=None, help="checkpoint folder or shipped name for codec:N (default: shipped)")
     p.add_argument("--max-clips", type=int, default=None, help="at most this many clips, spread over the set")
-    p.add_argument("--out", default="eval-out", help="report folder (default eval-out); reused results resume")
+    p.add_argument("-o", "--out", default="eval-out", help="report folder (default eval-out); reused results resume")
     p.add_argument("--workers", type=int, default=1, help="clips evaluated in parallel processes (default 1)")
     p.add_argument("--extras", default="", help="model-based metrics: comma list of speaker,dnsmos,visqol,wer or all")
     p.add_argument("--max-listen", type=int, default=20, metavar="N",
@@ -150,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spectrogram-clip", default=None, help="clip id to plot (default: the first)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or skip messages")
-    return p
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -158,37 +55,27 @@ def _say(msg: str, quiet: bool) -> None:
         print(f"codec eval: {msg}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from codec.errors import CodecError
-
-    args = build_parser().parse_args(argv)
-    if args.max_clips is not None and args.max_clips < 1:
-        print("codec eval: error: --max-clips must be at least 1", file=sys.stderr)
-        return 2
-    if args.max_listen < 0:
-        print("codec eval: error: --max-listen must be 0 or more", file=sys.stderr)
-        return 2
-    from .baselines import DEFAULT_SPECS
+def _ready_extras(spec: str) -> list[str]:
+    """The extras asked for (`all` or a comma list) that can run here; the others are skipped with a message."""
     from .extras import EXTRAS, ExtraUnavailable
 
-    try:
-        for plugin in args.plugin:
-            load_plugin(plugin)
-    except (ImportError, ValueError) as err:
-        print(f"codec eval: error: plugin {err}", file=sys.stderr)
-        return 2
-    extras = list(EXTRAS) if args.extras.strip() == "all" else [e for e in args.extras.split(",") if e.strip()]
+    extras = list(EXTRAS) if spec.strip() == "all" else [e for e in spec.split(",") if e.strip()]
     unknown = [e for e in extras if e not in EXTRAS]
     if unknown:
-        print(f"codec eval: error: unknown extra {unknown[0]!r} (known: {', '.join(EXTRAS)}, all)", file=sys.stderr)
-        return 2
-    ready_extras = []
+        raise UsageError(f"unknown extra {unknown[0]!r} (known: {', '.join(EXTRAS)}, all)")
+    ready = []
     for name in extras:  # built once here only to check it runs; workers build their own
         try:
             EXTRAS[name]()
-            ready_extras.append(name)
+            ready.append(name)
         except (ExtraUnavailable, ImportError, OSError) as err:
             _say(f"skipping extra {name}: {err}", False)
+    return ready
+
+
+def _codecs(args) -> dict:
+    """spec -> codec for every --codec (or the defaults) that can run here."""
+    from .baselines import DEFAULT_SPECS
 
     explicit = args.codec is not None
     codecs = {}
@@ -198,32 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         except CodecUnavailable as err:
             _say(f"skipping {spec}: {err}", args.quiet and not explicit)
         except ValueError as err:
-            print(f"codec eval: error: {err}", file=sys.stderr)
-            return 2
-        except CodecError as err:
-            print(f"codec eval: error: {err}", file=sys.stderr)
-            return err.exit_code
+            raise UsageError(str(err)) from None
     if not codecs:
-        print("codec eval: error: no codec can run here (see the messages above)", file=sys.stderr)
-        return 1
+        raise CodecError("no codec can run here (see the messages above)")
+    return codecs
 
-    try:
-        clips, set_name = find_clips(args.source, args.split, args.max_clips)
-    except CodecError as err:
-        print(f"codec eval: error: {err}", file=sys.stderr)
-        return err.exit_code
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    columns = list(METRICS) + [c for name in ready_extras for c in EXTRAS[name].columns]
-    plot_clip = args.spectrogram_clip or clips[0].id
-    if plot_clip not in {c.id for c in clips}:
-        print(f"codec eval: error: --spectrogram-clip {plot_clip!r} is not among the clips", file=sys.stderr)
-        return 2
-    from .listening import listen_clips, write_page
 
-    listen = listen_clips(clips, args.max_listen)
-    kept = {c.id for c in listen} | {plot_clip}  # clips whose audio the page or the plot needs
-    versions = {spec: version_of(c) for spec, c in codecs.items()}
+def _todo(out: Path, clips: list[Clip], codecs: dict, versions: dict, columns: list[str], kept: set) -> list:
+    """(clip, the specs still to run on it) for every clip with work left; finished results are reused."""
     todo = []
     for clip in clips:
         pending = [s for s in codecs if not is_done(result_path(out, s, clip.id), versions[s], columns)]
@@ -231,32 +100,32 @@ def main(argv: list[str] | None = None) -> int:
             pending = [s for s in codecs if s in pending or not audio_path(out, slug(s), clip.id).is_file()]
         if pending or (clip.id in kept and not audio_path(out, "reference", clip.id).is_file()):
             todo.append((clip, pending))  # with no codec pending, evaluate() writes the reference audio alone
-    if len(todo) < len(clips):
-        _say(f"reusing finished results for {len(clips) - len(todo)} of {len(clips)} clips in {out}", args.quiet)
+    return todo
 
-    kwargs = dict(out=str(out), model_dir=args.model, plugins=tuple(args.plugin), extras=tuple(ready_extras),
-                  save_audio=True if args.save_audio else tuple(sorted(kept)))
-    status = 0
-    show = not args.quiet and sys.stderr.isatty()
+
+def _evaluate_all(todo: list, workers: int, kwargs: dict, quiet: bool) -> int:
+    """Run every (clip, specs) in this process or in `workers` processes; returns the first failure's code."""
+    show = not quiet and sys.stderr.isatty()
     with progress_bar(show, total=len(todo), desc="eval", unit="clip") as bar:
-        if args.workers <= 1 or len(todo) <= 1:
+        if workers <= 1 or len(todo) <= 1:
             worker = Worker(**kwargs)
-            results = (_safe_eval(worker, clip, specs) for clip, specs in todo)
-            status = _collect(results, bar, args.quiet)
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor, as_completed
+            return _collect((_safe_eval(worker, clip, specs) for clip, specs in todo), bar, quiet)
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-            # spawn: fresh interpreters, no torch thread pool or open files inherited through fork
-            with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn"), initializer=init_worker,
-                                     initargs=(kwargs,)) as pool:
-                futures = [pool.submit(run_in_worker, clip, specs) for clip, specs in todo]
-                status = _collect((f.result() for f in as_completed(futures)), bar, args.quiet)
+        # spawn: fresh interpreters, no torch thread pool or open files inherited through fork
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=init_worker,
+                                 initargs=(kwargs,)) as pool:
+            futures = [pool.submit(run_in_worker, clip, specs) for clip, specs in todo]
+            return _collect((f.result() for f in as_completed(futures)), bar, quiet)
 
-    summary = summarize(out, list(codecs), clips, columns)
-    if not summary:
-        print("codec eval: error: no clip could be evaluated", file=sys.stderr)
-        return status or 1
+
+def _write_report(args, out: Path, summary: dict, clips: list[Clip], listen: list[Clip], columns: list[str],
+                  versions: dict, set_name: str, plot_clip: str) -> None:
+    specs = list(versions)
+    """summary.md / .csv / .json, the plots and report.html."""
+    from .listening import write_page
+
     title = f"{set_name}: {len(clips)} clips, {sum(r['seconds'] for r in summary.values()) / len(summary):.1f} s"
     text = markdown(summary, columns, title)
     (out / "summary.md").write_text(text)
@@ -266,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_plots:
         try:
-            _plots(out, summary, plot_clip, list(codecs))
+            _plots(out, summary, plot_clip, specs)
             _say(f"plots: {out / 'rate_quality.png'}, {out / 'spectrogram.png'}", args.quiet)
         except RuntimeError as err:
             _say(f"no plots: {err}", False)
@@ -276,12 +145,48 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"no spectrograms in the report: {err}", False)
         page = write_page(out, summary, clips, listen, columns, title, images=False)
     _say(f"report: {page}", args.quiet)
+
+
+def run(args) -> int:
+    from .extras import EXTRAS
+    from .listening import listen_clips
+
+    if args.max_clips is not None and args.max_clips < 1:
+        raise UsageError("--max-clips must be at least 1")
+    if args.max_listen < 0:
+        raise UsageError("--max-listen must be 0 or more")
+    try:
+        for plugin in args.plugin:
+            load_plugin(plugin)
+    except (ImportError, ValueError) as err:
+        raise UsageError(f"plugin {err}") from None
+    ready_extras = _ready_extras(args.extras)
+    codecs = _codecs(args)
+    clips, set_name = find_clips(args.source, args.split, args.max_clips)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = list(METRICS) + [c for name in ready_extras for c in EXTRAS[name].columns]
+    plot_clip = args.spectrogram_clip or clips[0].id
+    if plot_clip not in {c.id for c in clips}:
+        raise UsageError(f"--spectrogram-clip {plot_clip!r} is not among the clips")
+    listen = listen_clips(clips, args.max_listen)
+    kept = {c.id for c in listen} | {plot_clip}  # clips whose audio the page or the plot needs
+    versions = {spec: version_of(c) for spec, c in codecs.items()}
+    todo = _todo(out, clips, codecs, versions, columns, kept)
+    if len(todo) < len(clips):
+        _say(f"reusing finished results for {len(clips) - len(todo)} of {len(clips)} clips in {out}", args.quiet)
+    kwargs = dict(out=str(out), model_dir=args.model, plugins=tuple(args.plugin), extras=tuple(ready_extras),
+                  save_audio=True if args.save_audio else tuple(sorted(kept)))
+    status = _evaluate_all(todo, args.workers, kwargs, args.quiet)
+    summary = summarize(out, list(codecs), clips, columns)
+    if not summary:
+        print("codec: error: no clip could be evaluated", file=sys.stderr)
+        return status or 1
+    _write_report(args, out, summary, clips, listen, columns, versions, set_name, plot_clip)
     return status
 
 
 def _safe_eval(worker: Worker, clip: Clip, specs: list[str]) -> list[dict]:
-    from codec.errors import InputError
-
     try:
         return worker.evaluate(clip, specs)
     except InputError as err:
@@ -302,8 +207,6 @@ def _collect(results, bar, quiet: bool) -> int:
 
 
 def _plots(out: Path, summary: dict, clip_id: str, specs: list[str]) -> None:
-    import soundfile as sf
-
     from .plots import rate_quality, spectrograms
 
     rate_quality(summary, out / "rate_quality.png")
@@ -313,6 +216,6 @@ def _plots(out: Path, summary: dict, clip_id: str, specs: list[str]) -> None:
         if path.is_file():
             row = summary.get(label, {})
             tag = f"{label}  {row['payload_kbps']:.2f} kbit/s" if row else label
-            wavs.append((tag, sf.read(path, dtype="float32")[0]))
+            wavs.append((tag, read_flac(path)))
     if wavs:
         spectrograms(wavs, RATE, out / "spectrogram.png", title=f"clip {clip_id}")

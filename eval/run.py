@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codec.audio import atomic_path
+from codec.io.atomic import atomic_path
+from codec.io.audio import open_audio, write_audio
 
 from .align import MAX_DELAY_S, align
 from .clips import RATE, Clip
@@ -37,10 +38,13 @@ def audio_path(out: Path, name: str, clip_id: str) -> Path:
 
 def write_flac(path: Path, wav: np.ndarray) -> None:
     """16-bit FLAC at 24 kHz, written atomically: a resumed run never takes half a file for a finished one."""
-    import soundfile as sf
+    write_audio(path, wav, RATE)
 
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.clip(wav, -1, 1), RATE, subtype="PCM_16", format="FLAC")
+
+def read_flac(path: Path) -> np.ndarray:
+    """A file `write_flac` wrote, as float32 [T]."""
+    with open_audio(path) as f:
+        return f.read(dtype="float32")
 
 
 def version_of(codec: SpeechCodec) -> str:

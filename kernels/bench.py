@@ -21,12 +21,15 @@ from typing import Callable
 
 import torch
 
+from ..config import PITCH_CODEBOOKS, CodecConfig
 from . import reference
 
-SAMPLE_RATE = 24000
-FRAME_RATE = 12.5  # codec frames per second: rows of the RVQ kernels
-HOP, WINDOW = 120, 480  # synthesis hop and window: 200 overlap-add frames per second
-STAGES, DIM, SIZE, CODE_DIM = 35, 256, 1024, 8  # the latent stages (codebooks 2-36)
+_CONFIG = CodecConfig()  # the default model's sizes
+SAMPLE_RATE = _CONFIG.sample_rate
+FRAME_RATE = _CONFIG.frame_rate  # codec frames per second: rows of the RVQ kernels
+HOP, WINDOW = _CONFIG.synthesis_hop, _CONFIG.synthesis_fft  # 200 overlap-add frames per second
+STAGES = _CONFIG.n_codebooks - PITCH_CODEBOOKS  # the latent stages (codebooks 2-36)
+DIM, SIZE, CODE_DIM = _CONFIG.latent_dim, _CONFIG.codebook_size, _CONFIG.codebook_dim
 CPU_ROWS = 4500  # default RVQ rows timed on a CPU: the full hour of the reference takes ~25 s a call there
 
 # Nominal peaks (bytes/s, fp32 FLOP/s without tensor cores: the kernels use IEEE fp32, no TF32).
@@ -119,7 +122,7 @@ def measure_peaks(device: torch.device, repeats: int) -> tuple[float, float, str
     dst = torch.empty_like(src)
     t_copy = time_best(lambda: dst.copy_(src), repeats, device)
     bandwidth = 2 * src.numel() * 4 / t_copy
-    del src, dst
+    src = dst = None  # free the 512 MB before the matmul
     n = 2048
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     tf32 = torch.backends.cuda.matmul.allow_tf32
@@ -204,7 +207,7 @@ def run(seconds: float = 3600.0, rows: int | None = None, repeats: int = 3, devi
         rows = CPU_ROWS if rows is None else rows
     triton_ok = False
     if dev.type == "cuda":
-        # The interpreter would time numpy, not the GPU: launches read this per call (triton_backend._Kernel).
+        # The interpreter would time numpy, not the GPU: Triton reads this when the kernels are first imported.
         os.environ.pop("TRITON_INTERPRET", None)
         try:
             from . import triton_backend  # noqa: F401
@@ -243,7 +246,8 @@ def run(seconds: float = 3600.0, rows: int | None = None, repeats: int = 3, devi
         f"device: {dev.type} ({name}{torch_threads}), torch {torch.__version__}; {seconds:g} s of audio; "
         f"best of {repeats} after a warm-up",
         f"peaks: {peak_note}",
-        "floor = max(bytes floor / bandwidth, FLOP floor / FLOP rate); formulas in kernels/bench.py and docs/kernels.md",
+        "floor = max(bytes floor / bandwidth, FLOP floor / FLOP rate); "
+        "formulas in kernels/bench.py and docs/kernels.md",
     ]
     if any(c.scale != 1 for c in cases):
         notes.append("timed 1/x of the size (--rows RVQ rows, the same fraction of the overlap-add frames) and "

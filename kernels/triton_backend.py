@@ -16,84 +16,18 @@ a few ulp of each other (where summation order decides, in either implementation
 Extras, keyword-only, not used by the dispatcher: `out=` (and `quantized_out=`, `tail_out=`,
 `tail_env_out=`) to write into caller-provided buffers, and block sizes / warp counts for tuning.
 
-Kernels are compiled on their first launch, or run by Triton's interpreter when TRITON_INTERPRET=1 is
-set at launch time (the choice is made per launch, not at import, so importing this module early
-does not pin it to one mode).
+Kernels are compiled on their first launch, or run by Triton's interpreter on the CPU when
+TRITON_INTERPRET=1 is set before Triton is first imported (as the test configuration does on machines
+without a GPU): Triton reads it once, when its own helpers and these kernels are built.
 """
 from __future__ import annotations
-
-import contextlib
-import os
 
 import torch
 import triton
 import triton.language as tl
-from triton.runtime.jit import JITFunction
 
 from . import reference
 from .reference import NORM_EPS
-
-
-class _Kernel:
-    """A Triton kernel whose mode (compiled or interpreted) is chosen when it is launched.
-
-    `triton.jit` decides at decoration time from TRITON_INTERPRET; this defers that to `kernel[grid]`, so
-    importing this module before TRITON_INTERPRET=1 is set (as a test suite may) does not pin the mode.
-    """
-
-    def __init__(self, fn):
-        self.fn = fn
-        self._built: dict[bool, object] = {}
-
-    def __getitem__(self, grid):
-        interpret = os.environ.get("TRITON_INTERPRET") == "1"
-        kernel = self._built.get(interpret)
-        if kernel is None:
-            if interpret:
-                from triton.runtime.interpreter import InterpretedFunction
-
-                kernel = InterpretedFunction(self.fn)
-            else:
-                kernel = JITFunction(self.fn)
-            self._built[interpret] = kernel
-        if not interpret:
-            return kernel[grid]
-
-        def launch(*args, **kwargs):
-            with _interpretable_stdlib():
-                return kernel[grid](*args, **kwargs)
-
-        return launch
-
-
-_INTERPRETED: dict = {}
-
-
-@contextlib.contextmanager
-def _interpretable_stdlib():
-    """Lets the interpreter call triton.language's own @jit helpers (tl.zeros, tl.max, ...).
-
-    Triton builds those when it is first imported, interpreted only if TRITON_INTERPRET=1 was set then.
-    If it was imported without it, route calls to them through interpreted copies for this launch.
-    """
-    from triton.runtime.interpreter import InterpretedFunction
-
-    if not isinstance(tl.zeros, JITFunction):  # imported in interpreter mode: nothing to do
-        yield
-        return
-
-    def call(self, *args, **kwargs):
-        interpreted = _INTERPRETED.get(self.fn)
-        if interpreted is None:
-            interpreted = _INTERPRETED[self.fn] = InterpretedFunction(self.fn)
-        return interpreted(*args, **kwargs)
-
-    original = JITFunction.__call__
-    JITFunction.__call__ = call
-    try:
-        yield
-    finally:
-        JITFunction.__call__ = original
 
 
 def _pow2(x: int, floor: int = 1) -> int:
@@ -127,6 +61,7 @@ def _check_out(buf, shape, dtype, device, name):
 # Residual VQ encode
 # ----------------------------------------------------------------------------------------------------
 
+@triton.jit
 def _rvq_encode_kernel(
     latent_ptr, in_w_ptr, in_b_ptr, cb_ptr, out_w_ptr, out_b_ptr, codes_ptr, quant_ptr,
     N, D, K, d, n_stages, eps,
@@ -196,8 +131,6 @@ def _rvq_encode_kernel(
         tl.store(quant_ptr + x_offs, latent - residual, mask=x_mask)
 
 
-_rvq_encode = _Kernel(_rvq_encode_kernel)
-
 
 def _params(*tensors):
     return [t.detach().float().contiguous() for t in tensors]
@@ -235,7 +168,7 @@ def rvq_encode(
         quantized = _check_out(quantized_out, (n_rows, dim), torch.float32, device, "quantized_out")
     if n_rows and n_stages:
         grid = (triton.cdiv(n_rows, block_n),)
-        _rvq_encode[grid](
+        _rvq_encode_kernel[grid](
             latent, in_weight, in_bias, codebooks, out_weight, out_bias, codes,
             quantized if return_quantized else latent,
             n_rows, dim, size, code_dim, n_stages, NORM_EPS,
@@ -253,6 +186,7 @@ def rvq_encode(
 # Residual VQ decode
 # ----------------------------------------------------------------------------------------------------
 
+@triton.jit
 def _rvq_decode_kernel(
     codes_ptr, cb_ptr, out_w_ptr, out_b_ptr, out_ptr,
     N, D, K, d, n_stages, code_stride_n, code_stride_s,
@@ -279,8 +213,6 @@ def _rvq_decode_kernel(
         acc = acc + (tl.dot(q, w_out, input_precision="ieee") + b_out[None, :])
     tl.store(out_ptr + rows64[:, None] * D + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
 
-
-_rvq_decode = _Kernel(_rvq_decode_kernel)
 
 
 def rvq_decode(
@@ -312,7 +244,7 @@ def rvq_decode(
             raise IndexError(f"rvq_decode: codes must lie in [0, {size}), got [{int(low)}, {int(high)}]")
     if n_rows:
         grid = (triton.cdiv(n_rows, block_n),)
-        _rvq_decode[grid](
+        _rvq_decode_kernel[grid](
             codes, codebooks, out_weight, out_bias, result,
             n_rows, dim, size, code_dim, n_stages, codes.stride(0), codes.stride(1),
             BLOCK_N=block_n, BLOCK_D=_pow2(dim, 16), BLOCK_C=_pow2(code_dim, _CODE_DIM_FLOOR), num_warps=num_warps,
@@ -324,6 +256,7 @@ def rvq_decode(
 # Overlap-add
 # ----------------------------------------------------------------------------------------------------
 
+@triton.jit
 def _overlap_add_kernel(
     frames_ptr, window_ptr, tail_ptr, tail_env_ptr, out_ptr, new_tail_ptr, new_tail_env_ptr,
     n_frames, W, H, L, n_out, n_tail,
@@ -364,8 +297,6 @@ def _overlap_add_kernel(
         tl.store(new_tail_env_ptr + (t - n_out), env, mask=rest & first)
 
 
-_overlap_add = _Kernel(_overlap_add_kernel)
-
 
 def _ola_launch(frames, hop, window, eps, out, tail, tail_env, new_tail, new_tail_env, n_out, block_t, num_warps):
     batch, n_frames, width = frames.shape
@@ -378,7 +309,7 @@ def _ola_launch(frames, hop, window, eps, out, tail, tail_env, new_tail, new_tai
         t_stride_b = 0
     if length:
         grid = (triton.cdiv(length, block_t), batch)
-        _overlap_add[grid](
+        _overlap_add_kernel[grid](
             frames, window, tail, tail_env, out, new_tail, new_tail_env,
             n_frames, width, hop, length, n_out, width - hop if stream else 0,
             frames.stride(0), frames.stride(1), frames.stride(2), t_stride_b, float(eps),

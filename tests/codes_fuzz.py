@@ -19,7 +19,7 @@ import zlib
 
 import numpy as np
 
-from codec.codes_file import CodesHeader, encode_bytes
+from codec.io.codes_file import CodesHeader, encode_bytes
 
 FIELDS = ["model", "checksum", "sample_rate", "frame_rate", "n_codebooks", "codebook_size", "frames",
           "samples", "channels", "meta"]
@@ -120,12 +120,14 @@ def mutate(rng: random.Random, good: bytes) -> bytes:
             data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])))
         return bytes(data)
     cut = rng.randrange(len(data) + 1)  # truncated, or extended with noise
-    return bytes(data[:cut]) if rng.random() < 0.5 else bytes(data) + bytes(rng.randrange(256) for _ in range(cut % 9 + 1))
+    if rng.random() < 0.5:
+        return bytes(data[:cut])
+    return bytes(data) + bytes(rng.randrange(256) for _ in range(cut % 9 + 1))
 
 
 def main(argv: list[str] | None = None) -> int:
     from codec import CodesFileError
-    from codec.codes_file import decode_bytes
+    from codec.io.codes_file import decode_bytes
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=100_000, help="mutated files to read")

@@ -1,4 +1,5 @@
 import math
+import os
 
 import numpy as np
 import pytest
@@ -7,6 +8,10 @@ import torch
 from codec import Codec, CodecConfig
 
 torch.set_num_threads(2)
+# Without a GPU, Triton's kernels run under its interpreter (tests/test_kernels.py). Triton reads this once,
+# when it is first imported, and nothing has imported it yet.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def tiny_config(**overrides) -> CodecConfig:

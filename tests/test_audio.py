@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from codec import CodecError
-from codec.audio import as_batch, atomic_path, write_audio
+from codec.io.atomic import atomic_path
+from codec.io.audio import write_audio
+from codec.signal import as_batch
 from codec.errors import OutputError
 
 

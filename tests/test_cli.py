@@ -13,8 +13,8 @@ import torch
 
 import codec
 from codec.cli import main
-from codec.codes_file import read_codes
-from codec.streaming_io import encode_stream
+from codec.io.codes_file import read_codes
+from codec.io.file_coding import encode_stream
 
 from conftest import speech_like
 
@@ -185,10 +185,12 @@ def test_outputs_that_would_collide_are_refused_before_writing(tmp_path, capsys,
     args, named = {
         "same stem": (["encode", tmp_path / "in", "-o", f"{tmp_path / 'out'}/"], ["x.flac", "x.wav"]),
         "same stem, no -o": (["encode", tmp_path / "in" / "x.wav", tmp_path / "in" / "x.flac"], ["x.flac", "x.wav"]),
-        "-o not a folder": (["encode", tmp_path / "in" / "x.wav", tmp_path / "in" / "y.wav", "-o", tmp_path / "two.codes"],
+        "-o not a folder": (["encode", tmp_path / "in" / "x.wav", tmp_path / "in" / "y.wav",
+                             "-o", tmp_path / "two.codes"],
                             ["two.codes", "folder"]),
         "folder, -o not a folder": (["encode", tmp_path / "in", "-o", tmp_path / "out"], ["out/", "folder"]),
-        "output is an input": (["encode", tmp_path / "in" / "y.wav", "-o", tmp_path / "in" / "y.wav"], ["y.wav", "input"]),
+        "output is an input": (["encode", tmp_path / "in" / "y.wav", "-o", tmp_path / "in" / "y.wav"],
+                               ["y.wav", "input"]),
     }[case]
     assert run(*args) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -200,7 +202,7 @@ def test_outputs_that_would_collide_are_refused_before_writing(tmp_path, capsys,
 def read_only(monkeypatch):
     """Make a folder read-only. Root writes through permission bits, so there creating a file in it is
     refused the way the OS refuses everyone else."""
-    import codec.audio
+    import codec.io.atomic
     folders = []
 
     def make(folder: Path) -> Path:
@@ -212,14 +214,14 @@ def read_only(monkeypatch):
         except PermissionError:
             return folder
         probe.unlink()
-        real = codec.audio.tempfile.mkstemp
+        real = codec.io.atomic.tempfile.mkstemp
 
         def mkstemp(*args, dir=None, **kwargs):
             if Path(dir) in folders:
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
             return real(*args, dir=dir, **kwargs)
 
-        monkeypatch.setattr(codec.audio.tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(codec.io.atomic.tempfile, "mkstemp", mkstemp)
         return folder
 
     yield make
@@ -273,7 +275,9 @@ def test_full_disk_while_encoding_leaves_no_partial_file(tmp_path, capsys, monke
 
 
 def test_crafted_codes_header_gets_one_line(tmp_path, capsys):
-    import json, struct, zlib
+    import json
+    import struct
+    import zlib
     sf.write(tmp_path / "s.wav", speech_like(0.5), 24000)
     assert run("encode", tmp_path / "s.wav", "-q") == 0
     data = (tmp_path / "s.codes").read_bytes()
@@ -291,7 +295,7 @@ def test_crafted_codes_header_gets_one_line(tmp_path, capsys):
 
 
 def _codes_file(path: Path, frames: int = 4) -> Path:
-    from codec.codes_file import CodesHeader, write_codes
+    from codec.io.codes_file import CodesHeader, write_codes
 
     header = CodesHeader(model="m", checksum="ab" * 32, sample_rate=24000, frame_rate=12.5, n_codebooks=8,
                          codebook_size=1024, frames=frames, samples=frames * 1920)
@@ -322,7 +326,7 @@ def test_misused_options_are_usage_errors(tmp_path, capsys, args, named):
 
 
 def test_the_file_functions_refuse_what_the_options_refuse(tmp_path):
-    from codec.streaming_io import decode_file
+    from codec.io.file_coding import decode_file
 
     with pytest.raises(ValueError, match="chunk_seconds must be a positive number of seconds, got 0"):
         encode_stream(None, tmp_path / "s.wav", chunk_seconds=0)
@@ -341,12 +345,12 @@ def test_decoded_audio_follows_the_suffix(tmp_path):
 
 
 def test_info_reports_every_file_and_each_failure(tmp_path, capsys, monkeypatch):
-    import codec.codes_file
+    import codec.io.codes_file
 
     good, other = _codes_file(tmp_path / "a.codes", 4), _codes_file(tmp_path / "c.codes", 2)
     (tmp_path / "b.codes").write_bytes(b"CODEC\0junk")
     # info reads headers only: unpacking a payload would be a bug here
-    monkeypatch.setattr(codec.codes_file, "unpack", lambda *a, **k: pytest.fail("codec info unpacked a payload"))
+    monkeypatch.setattr(codec.io.codes_file, "unpack", lambda *a, **k: pytest.fail("codec info unpacked a payload"))
     assert run("info", good, tmp_path / "b.codes", tmp_path / "missing.codes", other) == 4
     out, err = capsys.readouterr()
     assert [line.split(":")[0] for line in out.splitlines()] == [str(good), str(other)]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from codec import CodesFileError
-from codec.codes_file import (FORMAT_VERSION, MAGIC, CodesHeader, code_dtype, decode_bytes, encode_bytes, pack,
+from codec.io.codes_file import (FORMAT_VERSION, MAGIC, CodesHeader, code_dtype, decode_bytes, encode_bytes, pack,
                               read_codes, read_header, unpack, write_codes)
 
 from codes_fuzz import good_file, mutate
@@ -151,10 +151,10 @@ def test_writer_refuses_inconsistent_input(tmp_path):
 
 
 def test_read_header_checks_the_file_without_unpacking_it(good, monkeypatch):
-    import codec.codes_file
+    import codec.io.codes_file
 
     path, codes = good
-    monkeypatch.setattr(codec.codes_file, "unpack", lambda *a, **k: pytest.fail("read_header unpacked the payload"))
+    monkeypatch.setattr(codec.io.codes_file, "unpack", lambda *a, **k: pytest.fail("read_header unpacked the payload"))
     h = read_header(path)
     assert (h.channels, h.n_codebooks, h.frames) == codes.shape
     data = bytearray(path.read_bytes())

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from codec.data import Corpus, PrepareOptions, main, parse_min_rate, prepare
+from codec.cli import main as cli_main
+from codec.io.corpus import Corpus
+from codec.train.prepare import PrepareOptions, parse_min_rate, prepare
 
 from conftest import speech_like
 
@@ -83,9 +85,11 @@ def test_parse_min_rate():
 
 
 def test_prepare_command_line(sources, tmp_path, capsys):
-    assert main([str(sources / "beta"), "-o", str(tmp_path / "c"), "--workers", "1", "--valid", "beta/s9"]) == 0
+    assert cli_main(["data", "prepare", str(sources / "beta"), "-o", str(tmp_path / "c"), "--workers", "1",
+                     "--valid", "beta/s9"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["kept"] == 1 and summary["valid"] == ["beta/s9"] and "valid" in summary["hours"]
-    assert main([str(sources / "alpha"), "-o", str(tmp_path / "n"), "--workers", "1", "--min-rate", "alpha=8000"]) == 0
+    assert cli_main(["data", "prepare", str(sources / "alpha"), "-o", str(tmp_path / "n"), "--workers", "1",
+                     "--min-rate", "alpha=8000"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["kept"] == 4 and summary["source_min_rate"] == {"alpha": 8000}

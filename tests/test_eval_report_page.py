@@ -10,7 +10,12 @@ import pytest
 import soundfile as sf
 import soxr
 
-from codec.eval.report import main
+from codec.cli import main as cli_main
+
+
+def main(args: list[str]) -> int:
+    """`codec eval ARGS`."""
+    return cli_main(["eval", *args])
 
 RATE = 24000
 SECONDS = {"a": 1.5, "b": 2.0}  # two clips of different lengths: each player must show its own

@@ -145,8 +145,9 @@ def rnc_pack(data: bytes, block_size: int = 4096) -> bytes:
 
 
 # rnc_pack(FROZEN_PLAIN), frozen: literals "abc" and an overlapping match (offset 3, length 8), "x" and a
-# match (offset 1, length 19), no literal and a match (offset 25, length 3), an empty last step. The unpacker read the game's own packed files with
-# these conventions: all 3,491 speech entries of sky.dsk, both CRCs matching.
+# match (offset 1, length 19), no literal and a match (offset 25, length 3), an empty last step. The unpacker
+# reads the game's own packed files with these conventions: all 3,491 speech entries of sky.dsk, both CRCs
+# matching.
 FROZEN_PLAIN = b"abcabcabcab" + b"x" * 20 + b"abc"
 FROZEN = bytes.fromhex("524e4301000000220000001447471e7300018c10310202100604048200e0616263db12786000")
 

@@ -1,8 +1,8 @@
 """Triton kernels against the PyTorch references, run on the CPU by Triton's interpreter, and the dispatcher.
 
-TRITON_INTERPRET=1 is set for this module's tests only (a module-scoped fixture). The backend picks
-compiled or interpreted mode per launch, so it does not matter whether something imported Triton or the
-backend earlier in the same process (test_interpreter_after_compiled_mode_import checks that case).
+The test configuration (conftest.py) sets TRITON_INTERPRET=1 on machines without a GPU, before anything
+imports Triton; with a GPU these tests skip and tests/test_kernels_cuda.py runs the compiled kernels (run
+`TRITON_INTERPRET=1 python -m pytest tests/test_kernels.py` there to interpret them too).
 
 Every kernel writes into caller buffers pre-filled with NaN (floats) or -1 (codes), so an element the
 kernel never writes fails the comparison. Codes must match exactly, floats to rtol 1e-5.
@@ -18,90 +18,25 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-# Set before Triton's first import if this module gets there first, so triton.language's own helpers are
-# built for the interpreter too (the backend copes either way; see triton_backend._interpretable_stdlib).
-_prior = os.environ.get("TRITON_INTERPRET")
-os.environ["TRITON_INTERPRET"] = "1"
-try:
-    pytest.importorskip("triton", reason="Triton is not installed: pip install triton (or codec[triton])")
-    from codec.kernels import triton_backend as tb
-finally:
-    if _prior is None:
-        del os.environ["TRITON_INTERPRET"]
-    else:
-        os.environ["TRITON_INTERPRET"] = _prior
+if os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("Triton's interpreter is off (TRITON_INTERPRET is not 1): the compiled kernels are "
+                "tests/test_kernels_cuda.py's", allow_module_level=True)
+pytest.importorskip("triton", reason="Triton is not installed: pip install triton (or codec[triton])")
 
 from codec import kernels  # noqa: E402
 from codec.kernels import reference  # noqa: E402
+from codec.kernels import triton_backend as tb  # noqa: E402
 
-TIE_MARGIN = 1e-5
-RTOL, ATOL = 1e-5, 1e-5
+from kernel_inputs import (  # noqa: E402
+    TIE_MARGIN, close, nan_like, reference_margins, rvq_params, separated_rows, spy, sqrt_hann)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def interpret():
+def no_forced_backend():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRITON_INTERPRET", "1")
         mp.delenv("CODEC_KERNELS", raising=False)
         yield
-
-
-def close(actual, expected):
-    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=ATOL)
-
-
-def nan_like(shape):
-    return torch.full(shape, float("nan"))
-
-
-def rvq_params(n, size, code_dim, dim, seed):
-    """Random parameters at the model's initial scales, with non-zero biases."""
-    g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(n, code_dim, dim, generator=g) * dim ** -0.5,
-        0.1 * torch.randn(n, code_dim, generator=g),
-        torch.randn(n, size, code_dim, generator=g),
-        torch.randn(n, dim, code_dim, generator=g) * code_dim ** -0.5,
-        0.1 * torch.randn(n, dim, generator=g),
-    )
-
-
-def reference_margins(latent, params, classes=None, exact_stages=()):
-    """Replays reference.rvq_encode; returns its codes and each row's smallest gap between the best score
-    and the best score of a different entry. With `classes` (K,), entries of the winner's class (exact
-    duplicates) do not count as different; stages in `exact_stages` (exact ties by construction) are skipped.
-    """
-    in_w, in_b, cb, out_w, out_b = params
-    residual = latent.clone()
-    normed = F.normalize(cb, dim=-1, eps=reference.NORM_EPS)
-    codes, gaps = [], []
-    for i in range(in_w.shape[0]):
-        z = F.normalize(residual @ in_w[i].T + in_b[i], dim=-1, eps=reference.NORM_EPS)
-        scores = z @ normed[i].T
-        idx = scores.argmax(dim=-1)
-        best = scores.gather(1, idx[:, None])[:, 0]
-        if classes is None:
-            same = F.one_hot(idx, scores.shape[1]).bool()
-        else:
-            same = classes[None, :] == classes[idx][:, None]
-        if i not in exact_stages:
-            gaps.append(best - scores.masked_fill(same, float("-inf")).max(dim=1).values)
-        codes.append(idx)
-        residual = residual - (cb[i][idx] @ out_w[i].T + out_b[i])
-    return torch.stack(codes, 1), torch.stack(gaps, 1).min(dim=1).values
-
-
-def separated_rows(n_rows, dim, params, seed, **margin_args):
-    """n_rows random latent rows with no near-tie (gap < TIE_MARGIN) at any stage of the reference."""
-    g = torch.Generator().manual_seed(seed)
-    candidates = torch.randn(2 * n_rows + 16, dim, generator=g)
-    codes, margin = reference_margins(candidates, params, **margin_args)
-    assert torch.equal(codes, reference.rvq_encode(candidates, *params)), "replay drifted from the reference"
-    keep = candidates[margin >= TIE_MARGIN][:n_rows]
-    assert len(keep) == n_rows
-    return keep
 
 
 def run_encode(latent, params, return_quantized=True, **blocks):
@@ -240,10 +175,6 @@ def test_rvq_roundtrip_quantized_equals_decode():
 # overlap-add
 # ---------------------------------------------------------------------------------------------------
 
-def sqrt_hann(width):
-    return torch.hann_window(width, periodic=True).sqrt()
-
-
 OLA_CASES = [  # (B, F, W, H, block_t)
     (1, 1, 480, 240, 256),  # one frame: envelope 0 at the tapered edge
     (2, 9, 16, 8, 32),  # the model's 50 % overlap
@@ -356,18 +287,6 @@ def test_forcing_triton_where_it_cannot_run_raises(monkeypatch):
                            torch.zeros(1, 5))
 
 
-def spy(monkeypatch, module, name):
-    calls = []
-    real = getattr(module, name)
-
-    def wrapper(*args, **kwargs):
-        calls.append(name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, wrapper)
-    return calls
-
-
 @pytest.mark.parametrize("how", ["argument", "env"])
 def test_dispatcher_runs_triton_with_reference_signatures(monkeypatch, how):
     force = {"backend": "triton"} if how == "argument" else {}
@@ -393,9 +312,9 @@ def test_dispatcher_runs_triton_with_reference_signatures(monkeypatch, how):
 
 
 def test_model_paths_under_forced_triton(monkeypatch):
-    from codec.modules import PhaseSynthesis
-    from codec.quantizer import ResidualVQ
-    from codec.streaming import active
+    from codec.nn.networks import PhaseSynthesis
+    from codec.nn.quantizer import ResidualVQ
+    from codec.nn.stream_state import active
 
     torch.manual_seed(40)
     rvq = ResidualVQ(dim=24, n_codebooks=4, codebook_size=64, codebook_dim=8).eval()
@@ -419,24 +338,6 @@ def test_model_paths_under_forced_triton(monkeypatch):
         close(synth(x), offline)
         with active({}):
             close(torch.cat([synth(x[:, :2]), synth(x[:, 2:]), synth.flush(2)], -1), ref_stream)
-
-
-def test_interpreter_after_compiled_mode_import():
-    """Triton imported (and the backend with it) before TRITON_INTERPRET=1 is set still interprets."""
-    import subprocess
-    import sys
-
-    script = (
-        "import os, torch, triton\n"
-        "from codec.kernels import reference, triton_backend as tb\n"
-        "os.environ['TRITON_INTERPRET'] = '1'\n"
-        "f, w = torch.randn(2, 5, 8), torch.hann_window(8)\n"
-        "torch.testing.assert_close(tb.overlap_add(f, 4, w), reference.overlap_add(f, 4, w), rtol=1e-5, atol=1e-5)\n"
-        "print('ok')\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("how", ["argument", "env"])

@@ -1,4 +1,4 @@
-"""`codec bench kernels` end to end on a tiny size, through `codec.bench` as the command line runs it.
+"""`codec bench kernels` end to end on a tiny size, through the command line.
 
 Timing itself is not asserted (the machine may be busy); the options reaching the kernels bench and the
 table's own arithmetic are. The floor formulas are checked in tests/test_kernels.py.
@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 
-from codec import bench as codec_bench
+from codec.cli import main as cli_main
 from codec.kernels import bench
 
 
 def test_codec_bench_kernels_prints_its_table_on_a_cpu(capsys):
-    # Through codec.bench, as `codec bench kernels ...` runs: the options must reach the kernels bench.
-    assert codec_bench.main(["kernels", "--seconds", "2", "--repeats", "1", "--device", "cpu"]) == 0
+    # The options must reach the kernels bench untouched.
+    assert cli_main(["bench", "kernels", "--seconds", "2", "--repeats", "1", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "2 s of audio" in out and "best of 1" in out  # --seconds and --repeats were not swallowed
     assert "Triton not timed" in out and "CUDA GPU" in out
@@ -30,7 +30,7 @@ def test_codec_bench_kernels_prints_its_table_on_a_cpu(capsys):
 
 
 def test_forcing_triton_on_a_cpu_says_why_and_fails(capsys):
-    assert codec_bench.main(["kernels", "--backend", "triton", "--device", "cpu"]) == 2
+    assert cli_main(["bench", "kernels", "--backend", "triton", "--device", "cpu"]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().out
 
 

@@ -1,11 +1,9 @@
 """The model's guarantees: frame arithmetic, batching, causality, determinism, prefixes, streaming."""
-import math
 
 import numpy as np
 import pytest
 import torch
 
-from codec import Codec
 
 from conftest import frames_for, speech_like
 
@@ -114,7 +112,7 @@ def test_input_shapes_rates_and_channels(tiny_model):
 def test_save_and_load_round_trip(tiny_model, tmp_path):
     import codec
 
-    tiny_model.save_pretrained(tmp_path / "ckpt")
+    codec.save_pretrained(tiny_model, tmp_path / "ckpt")
     loaded = codec.load(tmp_path / "ckpt")
     assert loaded.checksum == tiny_model.checksum
     x = noise(5000, seed=11)
@@ -189,24 +187,24 @@ def test_changed_weights_are_not_saved_under_the_original_name(tiny_model, tmp_p
     original = tmp_path / "original"
     trained = copy.deepcopy(tiny_model)
     trained.config.training = {"steps": 5}
-    trained.save_pretrained(original)
+    codec.save_pretrained(trained, original)
     loaded = codec.load(original)
-    loaded.save_pretrained(tmp_path / "same")  # unchanged weights: name and summary stay theirs
+    codec.save_pretrained(loaded, tmp_path / "same")  # unchanged weights: name and summary stay theirs
     same = codec.load(tmp_path / "same").config
     assert (same.name, same.training) == ("tiny-test", {"steps": 5})
     with torch.no_grad():
         next(loaded.parameters()).add_(0.01)  # as fine-tuning would
-    loaded.save_pretrained(tmp_path / "changed")
+    codec.save_pretrained(loaded, tmp_path / "changed")
     changed = codec.load(tmp_path / "changed").config
     assert changed.name == "tiny-test-derived"
     assert changed.training["derived_from"] == f"tiny-test ({codec.load(original).checksum[:12]})"
     assert "steps" not in changed.training
-    loaded.save_pretrained(tmp_path / "named", name="my-voice")
+    codec.save_pretrained(loaded, tmp_path / "named", name="my-voice")
     assert codec.load(tmp_path / "named").config.name == "my-voice"
     loaded.config.training = {"steps": 9, "recipe": "mine"}  # the caller says how they were made: kept
-    loaded.save_pretrained(tmp_path / "described")
+    codec.save_pretrained(loaded, tmp_path / "described")
     described = codec.load(tmp_path / "described").config
     assert (described.name, described.training) == ("tiny-test", {"steps": 9, "recipe": "mine"})
     with pytest.raises(ValueError, match="name must be"):
-        loaded.save_pretrained(tmp_path / "bad", name="a\nb")
+        codec.save_pretrained(loaded, tmp_path / "bad", name="a\nb")
     assert loaded.config.name == "tiny-test"  # saving never renames the model in memory

@@ -1,11 +1,11 @@
-"""Phases computed from magnitudes (codec.phase): known signals come back, and a stream computes what an
+"""Phases computed from magnitudes (codec.nn.phase): known signals come back, and a stream computes what an
 offline call does."""
 import numpy as np
 import pytest
 import torch
 
 from codec import kernels
-from codec.phase import PhaseState, lock_harmonics, rtpghi
+from codec.nn.phase import PhaseState, lock_harmonics, rtpghi
 
 N_FFT, HOP, BLOCK = 480, 120, 16
 WINDOW = torch.hann_window(N_FFT, periodic=True)
@@ -70,7 +70,7 @@ def test_streamed_blocks_compute_the_offline_phases():
 
 
 def test_refinement_brings_random_phases_towards_consistent_ones():
-    from codec.phase import refine
+    from codec.nn.phase import refine
     from conftest import speech_like
 
     x = torch.from_numpy(speech_like(0.64, f0=150.0))

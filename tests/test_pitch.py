@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from codec.modules import SourceFilterHead
-from codec.pitch import PitchCoder, causal_yin
+from codec.nn.networks import SourceFilterHead
+from codec.nn.pitch import PitchCoder, causal_yin
 
 from conftest import speech_like
 
@@ -21,7 +21,7 @@ def glide(f0: float, t: np.ndarray) -> np.ndarray:
 def test_causal_yin_follows_a_gliding_pitch(f0):
     est, voiced = causal_yin(frames_of(speech_like(2.0, f0=f0)))
     # each window is centred on its hop's middle unless that would reach past the frame's end
-    from codec.pitch import analysis_centres
+    from codec.nn.pitch import analysis_centres
 
     offsets = analysis_centres(240, 1920, 960).numpy()
     t = ((np.arange(est.shape[1]) // 8) * 1920 + offsets[np.arange(est.shape[1]) % 8]) / 24000

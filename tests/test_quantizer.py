@@ -3,7 +3,7 @@ import functools
 
 import torch
 
-from codec.quantizer import ResidualVQ
+from codec.nn.quantizer import ResidualVQ
 
 DIM, RANK = 64, 16
 
@@ -39,7 +39,7 @@ def test_each_stage_lowers_the_error_when_stages_fit_their_residuals():
 
 
 def test_without_the_residual_fit_later_stages_do_not_help():
-    # The first shipped model was trained this way: its 37 stages coded no better than one.
+    # Without the fit, 37 stages code no better than one.
     fitted, unfitted = _relative_errors(1.0), _relative_errors(0.0)
     assert unfitted[-1] > fitted[-1] + 0.3, (fitted, unfitted)
 
@@ -67,7 +67,7 @@ def test_picked_entries_follow_their_centroids():
 
 
 def test_without_decoder_grad_the_stages_learn_only_from_their_own_losses():
-    from codec.quantizer import ResidualVQ
+    from codec.nn.quantizer import ResidualVQ
 
     torch.manual_seed(0)
     for decoder_grad in (True, False):

@@ -7,10 +7,10 @@ import soundfile as sf
 import torch
 
 import codec
-from codec.losses import MultiScaleMelLoss
+from codec.train.losses import MultiScaleMelLoss
 
 SAMPLE = Path(__file__).parent / "data" / "speech.flac"
-# Multi-scale log-mel distance (codec.losses, as the trainer validates) of the shipped model on SAMPLE,
+# Multi-scale log-mel distance (codec.train.losses, as the trainer validates) of the shipped model on SAMPLE,
 # measured 2026-12-01 and rounded up by about 10 %: a regression guard, not a quality claim.
 CEILING = {8: 0.39, 17: 0.34, 37: 0.33}  # measured: 0.358, 0.307, 0.300; the same architecture untrained: 1.49
 

@@ -91,7 +91,7 @@ class _Recorder(io.RawIOBase):
 
 def test_decode_stream_writes_one_flushed_frame_at_a_time(tiny_model, tmp_path, monkeypatch):
     import codec
-    from codec.codes_file import header_for, write_codes
+    from codec.io.codes_file import header_for, write_codes
 
     codec.save_pretrained(tiny_model, tmp_path / "ckpt")
     n = 4 * 1920 + 500
@@ -99,7 +99,8 @@ def test_decode_stream_writes_one_flushed_frame_at_a_time(tiny_model, tmp_path, 
     write_codes(tmp_path / "x.codes", codes.numpy(), header_for(tiny_model, codes, n))
     out = _Recorder()
     monkeypatch.setattr(sys, "stdout", type("S", (), {"buffer": out})())
-    assert cli_main(["decode", "--stream", str(tmp_path / "x.codes"), "-o", "-", "--model", str(tmp_path / "ckpt")]) == 0
+    model = str(tmp_path / "ckpt")
+    assert cli_main(["decode", "--stream", str(tmp_path / "x.codes"), "-o", "-", "--model", model]) == 0
     # each 80 ms frame is flushed on its own (playback can start after the first), the first one short by
     # the synthesis delay, which the closing flush delivers, trimmed to the file's length
     delay = tiny_model.config.synthesis_delay
@@ -125,8 +126,8 @@ def test_per_frame_paths_default_to_one_thread(tiny_model, tmp_path, monkeypatch
     # one 80 ms frame per call is too little work to share out: threads that wait for each other (and, on
     # a busy machine, for cores) made streamed decoding slower than real time
     import codec
-    from codec.bench import main as bench_main
-    from codec.codes_file import header_for, write_codes
+    from codec.cli import main as cli_main
+    from codec.io.codes_file import header_for, write_codes
 
     codec.save_pretrained(tiny_model, tmp_path / "ckpt")
     codes = tiny_model.encode(noise(1, 2 * 1920, seed=6), 24000)
@@ -141,7 +142,7 @@ def test_per_frame_paths_default_to_one_thread(tiny_model, tmp_path, monkeypatch
         assert out.threads == {expected}
         assert torch.get_num_threads() == before  # restored afterwards
     monkeypatch.undo()
-    assert bench_main(["stream", "--seconds", "0.16", "--repeats", "1", "--model", str(tmp_path / "ckpt")]) == 0
+    assert cli_main(["bench", "stream", "--seconds", "0.16", "--repeats", "1", "--model", str(tmp_path / "ckpt")]) == 0
     assert ", 1 threads," in capsys.readouterr().out
     assert torch.get_num_threads() == before
 
@@ -199,7 +200,8 @@ def test_a_stream_passes_its_backend_to_every_kernel_call(tiny_model, monkeypatc
     seen = []
     for name in ("rvq_encode", "rvq_decode", "overlap_add_stream"):
         real = getattr(kernels, name)
-        monkeypatch.setattr(kernels, name, lambda *a, _real=real, _name=name, **kw: (seen.append((_name, kw.get("backend"))), _real(*a, **kw))[1])
+        monkeypatch.setattr(kernels, name, lambda *a, _real=real, _name=name, **kw:
+                            (seen.append((_name, kw.get("backend"))), _real(*a, **kw))[1])
     with tiny_model.streaming(1, backend="reference") as s:
         codes = torch.cat([s.encode(noise(1, 3 * 1920, seed=2)), s.flush()], -1)
         s.decode(codes)

@@ -13,8 +13,8 @@ import soundfile as sf
 import torch
 
 import codec
-from codec import tokenize as tk
-from codec.audio import read_audio
+from codec.tts import tokenize as tk
+from codec.io.audio import read_audio
 from codec.cli import main as cli_main
 
 from conftest import speech_like
@@ -63,7 +63,8 @@ def test_resume_skips_finished_shards_and_refuses_foreign_ones(setup, tiny_model
     (out / "shard-00001.parquet").unlink()  # as if the job died while writing shard 1
     encoded = []
     real = tk.encode_items
-    monkeypatch.setattr(tk, "encode_items", lambda m, items, *a, **k: encoded.append([i.index for i in items]) or real(m, items, *a, **k))
+    monkeypatch.setattr(tk, "encode_items",
+                        lambda m, items, *a, **k: encoded.append([i.index for i in items]) or real(m, items, *a, **k))
     tk.tokenize([str(setup / "clips")], out, tiny_model, shard_size=3)
     assert encoded == [[3, 4, 5]]  # only the missing shard was redone
     with pytest.raises(codec.CodecError, match="another tokenization"):
@@ -109,7 +110,8 @@ def test_bad_inputs_are_named_and_skipped(setup, tiny_model, tmp_path, capsys):
     index = json.loads((tmp_path / "out" / "index.json").read_text())
     assert index["items"] == len(CLIPS)
     assert sorted(Path(s["source"]).name for s in index["skipped"]) == ["broken.wav", "silent.wav"]
-    assert cli_main(["tokenize", str(tmp_path / "nothing"), "-o", str(tmp_path / "o2"), "--model", str(setup / "ckpt")]) == 3
+    model = str(setup / "ckpt")
+    assert cli_main(["tokenize", str(tmp_path / "nothing"), "-o", str(tmp_path / "o2"), "--model", model]) == 3
 
 
 def _run_group(cmd, env, timeout=120):
@@ -128,11 +130,11 @@ def _run_group(cmd, env, timeout=120):
 def test_two_processes_write_the_same_codes_as_one(setup, tmp_path):
     args = [str(setup / "clips"), "--model", str(setup / "ckpt"), "--shard-size", "2", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    one = subprocess.run([sys.executable, "-m", "codec.tokenize", *args, "-o", str(tmp_path / "one")],
+    one = subprocess.run([sys.executable, "-m", "codec.tts.tokenize", *args, "-o", str(tmp_path / "one")],
                          env=env, capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr
     two = _run_group([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                      "-m", "codec.tokenize", *args, "-o", str(tmp_path / "two")], env)
+                      "-m", "codec.tts.tokenize", *args, "-o", str(tmp_path / "two")], env)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = list(tk.read_dataset(tmp_path / "one")), list(tk.read_dataset(tmp_path / "two"))
     assert len(a) == len(b) == len(CLIPS)

@@ -4,8 +4,8 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from codec import tokens as T
-from codec.tokens import Vocabulary
+from codec.tts import vocabulary as T
+from codec.tts import Vocabulary, decode_tokens
 
 LAYOUTS = [(T.flatten, T.unflatten), (T.delay, T.undelay), (T.frames, T.unframes)]
 
@@ -139,8 +139,8 @@ def test_decode_tokens_equals_decoding_the_codes(tiny_model):
     ids = T.flatten(codes, v, bos=True, eos=True)
     ids[1, 1 + 3 * 8 + 4] = v.eos  # item 1 ends inside its last frame: three whole frames remain
     ids[1, 1 + 3 * 8 + 5:] = v.pad
-    wav_a, wav_b = tiny_model.decode_tokens(ids, v)
+    wav_a, wav_b = decode_tokens(tiny_model, ids, v)
     torch.testing.assert_close(wav_a, tiny_model.decode(codes[:1])[0])
     torch.testing.assert_close(wav_b, tiny_model.decode(codes[1:, :, :3])[0])
     with pytest.raises(ValueError, match="does not fit"):
-        tiny_model.decode_tokens(ids, Vocabulary(8, 512))
+        decode_tokens(tiny_model, ids, Vocabulary(8, 512))

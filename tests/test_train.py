@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from codec.data import StepBatches
-from codec.train import DEFAULTS, merge, train
+from codec.train.batches import StepBatches
+from codec.train import Recipe, train
 
 from conftest import speech_like
 
@@ -38,7 +38,7 @@ def make_corpus(root: Path, n_train: int = 3, n_valid: int = 2, seconds: float =
 
 
 def tiny_recipe(corpus: Path, **train) -> dict:
-    return merge(DEFAULTS, {
+    return Recipe.from_dict({
         "model": TINY_MODEL,
         "data": {"corpus": str(corpus), "crop_frames": 4, "valid_clips": 2},
         "train": {"steps": 8, "batch_size": 2, "lr": 3e-3, "warmup": 2, "bf16": False, "threads": 1,
@@ -74,15 +74,15 @@ def test_tiny_model_overfits_a_few_clips(tmp_path, corpus):
     0.45 (measured 0.35), and 8 codebooks stay below 0.5 (measured 0.39: quantizer dropout makes the prefix
     decode). For scale: about 0.1-0.3 is good speech coding, above 1 unrelated audio. The held-out clips
     are validated with PESQ and STOI, and best/ and TensorBoard events are written."""
-    from codec.data import Corpus
+    from codec.io.corpus import Corpus
     from codec.train import evaluate
-    from codec.weights import load
+    from codec.checkpoint import load
 
     recipe = tiny_recipe(corpus, steps=240, batch_size=3, lr=3e-3, warmup=10, log_every=20, valid_every=240,
                          save_every=240, valid_pesq_clips=2, tensorboard=True)
     clips = Corpus(corpus, "train")
     wav = torch.stack([torch.from_numpy(clips.audio(i)[: 12 * 1920]) for i in range(len(clips))])[:, None]
-    mel = __import__("codec.losses", fromlist=["MultiScaleMelLoss"]).MultiScaleMelLoss()
+    mel = __import__("codec.train.losses", fromlist=["MultiScaleMelLoss"]).MultiScaleMelLoss()
     torch.manual_seed(0)
     untrained, _ = evaluate(__import__("codec").Codec(__import__("codec").CodecConfig(**TINY_MODEL)), mel, wav,
                             depths=(37,))
@@ -106,12 +106,13 @@ def test_resume_follows_the_same_trajectory(tmp_path, corpus):
     recipe = tiny_recipe(corpus, ema_decay=0.9, steps=6, save_every=3, valid_every=3, bf16=True, reseed_every=2,
                          reseed_threshold=0.999)
     train(recipe, tmp_path / "a", log=lambda s: None)
-    recipe["data"]["workers"] = 2
+    recipe = recipe.replace(data={"workers": 2})
     train(recipe, tmp_path / "b", max_steps=3, log=lambda s: None)
     train(recipe, tmp_path / "b", log=lambda s: None)
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert len(a) == 6 and a == b
-    reseeded = [json.loads(l).get("reseeded") for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    lines = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    reseeded = [json.loads(line).get("reseeded") for line in lines]
     assert reseeded[1] > 0 and reseeded[3] > 0 and reseeded[0] == 0  # re-seeding happened inside the trajectory
     ema_a = (tmp_path / "a" / "checkpoint" / "ema.safetensors").read_bytes()
     assert ema_a == (tmp_path / "b" / "checkpoint" / "ema.safetensors").read_bytes()
@@ -123,10 +124,10 @@ def test_ddp_two_processes_on_cpu(tmp_path, corpus):
     half of the 1-process batch (test_step_batches_...)."""
     recipe = tiny_recipe(corpus, steps=4, save_every=2, valid_every=4)
     path = tmp_path / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe))
+    path.write_text(yaml.safe_dump(recipe.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "codec.train", "--config", str(path), "--out", str(tmp_path / "ddp")]
+           "-m", "codec.train", "--config", str(path), "-o", str(tmp_path / "ddp")]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stderr[-3000:]
     ddp = losses(tmp_path / "ddp")
@@ -135,16 +136,18 @@ def test_ddp_two_processes_on_cpu(tmp_path, corpus):
 
 
 def test_augmentation_band_limits_and_adds_noise_at_the_stated_snr():
-    from codec.data import AUGMENT_DEFAULTS, augment_crop
+    from codec.train.batches import augment_crop
+    from codec.train.recipe import Augment
 
     t = np.arange(24000) / 24000
     x = (0.1 * np.sin(2 * np.pi * 1000 * t) + 0.1 * np.sin(2 * np.pi * 10000 * t)).astype(np.float32)
-    band = {**AUGMENT_DEFAULTS, "gain_db": 0.0, "bandlimit_prob": 1.0, "bandlimit_hz": [5000.0, 5000.0]}
+    band = Augment(gain_db=0.0, bandlimit_prob=1.0, bandlimit_hz=[5000.0, 5000.0])
     y = augment_crop(x, np.random.default_rng(0), -23.0, band, 24000)
     spec = np.abs(np.fft.rfft(y[4800:]))  # past the filter's start-up transient
     assert spec[10000 * 19200 // 24000] < 1e-3 * spec[1000 * 19200 // 24000]  # 10 kHz down > 60 dB
-    noisy = {**AUGMENT_DEFAULTS, "gain_db": 0.0, "noise_prob": 1.0, "noise_snr_db": [20.0, 20.0]}
-    clean = augment_crop(x, np.random.default_rng(1), -23.0, {**noisy, "noise_prob": 0.0}, 24000)
+    noisy = Augment(gain_db=0.0, noise_prob=1.0, noise_snr_db=[20.0, 20.0])
+    quiet = Augment(gain_db=0.0, noise_prob=0.0, noise_snr_db=[20.0, 20.0])
+    clean = augment_crop(x, np.random.default_rng(1), -23.0, quiet, 24000)
     dirty = augment_crop(x, np.random.default_rng(1), -23.0, noisy, 24000)
     snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((dirty - clean).astype(np.float64) ** 2))
     assert abs(snr - 20.0) < 0.3  # a steady tone: its active-frame power is its mean power
@@ -156,7 +159,7 @@ def test_training_fits_the_magnitudes_of_a_voiced_signal():
     # spectrum has its harmonics where the input has them.
     from codec.train import Trainer
 
-    recipe = merge(DEFAULTS, {"model": TINY_MODEL, "train": {"bf16": False, "lr": 3e-3, "warmup": 1, "steps": 60,
+    recipe = Recipe.from_dict({"model": TINY_MODEL, "train": {"bf16": False, "lr": 3e-3, "warmup": 1, "steps": 60,
                                                               "quantizer_dropout": 0.0}})
     torch.manual_seed(0)
     trainer = Trainer(recipe, torch.device("cpu"))

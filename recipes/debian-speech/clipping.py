@@ -2,7 +2,7 @@
 
     python recipes/debian-speech/clipping.py SOURCES_DIR SOURCE [SOURCE ...]
 
-The rule (codec.data.PrepareOptions.clip_share) drops a file when more than 1 % of its samples sit at full
+The rule (codec.train.prepare.PrepareOptions.clip_share) drops a file when more than 1 % of its samples sit at full
 scale (|x| >= 0.999). A clipped recording shows it in one of two ways: a lossless file holds flat runs at
 full scale (3 or more equal samples at |x| >= 0.99; an 8-bit file's positive limit is 127/128), and a lossy
 one (Ogg, MP3) rings over its flattened tops, so decoded samples exceed full scale. Prints per source: the
@@ -16,9 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from codec.data import PrepareOptions, find_audio
+from codec.io.audio import open_audio
+from codec.train.prepare import PrepareOptions, find_audio
 
 SIGN_SHARE = 0.001  # a sign counts when it covers more than 0.1 % of the samples
 
@@ -49,7 +49,8 @@ def main() -> None:
         counts = Counter()
         for _, path in find_audio(args.sources_dir / source):
             try:
-                data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+                with open_audio(path) as f:
+                    data = f.read(dtype="float32", always_2d=True)
             except Exception:  # noqa: BLE001, S112 - unreadable files are prepare's to count
                 continue
             counts["files"] += 1

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 import codec
-from codec.data import Corpus, loudness_normalize
+from codec.io.corpus import Corpus
+from codec.train.batches import loudness_normalize
 from codec.eval.metrics import pesq, stoi
 from codec.eval.plots import spectrograms
 from codec.train import load_recipe, train
@@ -73,7 +74,7 @@ def main() -> None:
         name = Path(path).stem
         run = out / name
         train(recipe, run, max_steps=max(0, args.steps - _done(run)), log=lambda s: None, recipe_path=path)
-        variants.append((name, run, run / "checkpoint", args.corpus or recipe["data"]["corpus"]))
+        variants.append((name, run, run / "checkpoint", args.corpus or recipe.data.corpus))
     for path in args.weights:
         if args.corpus is None:
             ap.error("--weights needs --corpus")

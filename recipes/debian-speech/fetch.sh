@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the real speech that Debian packages carry (see ../shared/data/SOURCES.md) and lay it out as
+# Fetch the real speech that Debian packages carry (README.md lists the packages) and lay it out as
 # one folder per source with one subfolder per speaker (or language, where speakers are not labelled):
 #   OUT/sources/<source>/<speaker>/<file>   (symbolic links into OUT/root, or files decoded from it)
 # Needs ffmpeg (G.722 and the MP3 speech of flight-of-the-amazon-queen). Usage: fetch.sh OUT

@@ -75,6 +75,85 @@ def code_table(lengths: list[int]) -> tuple[list, int]:
     return lookup, width
 
 
+class _Stream:
+    """RNC's bit stream: 16-bit little-endian words read low bit first, with literal bytes between them."""
+
+    def __init__(self, packed: bytes):
+        self.src = packed + b"\0\0\0\0"  # a peek may look one word past the last one read
+        self.end = len(packed)
+        self.pos, self.buf, self.nbits = 0, 0, 0  # nbits bits taken from the stream and not yet used, in buf
+
+    def peek(self, n: int) -> int:
+        if self.nbits >= n:
+            return self.buf & ((1 << n) - 1)
+        return (self.buf | (self.src[self.pos] | self.src[self.pos + 1] << 8) << self.nbits) & ((1 << n) - 1)
+
+    def bits(self, n: int) -> int:  # n <= 16; nbits stays below 16 between calls
+        if self.nbits < n:
+            self.buf |= (self.src[self.pos] | self.src[self.pos + 1] << 8) << self.nbits
+            self.pos += 2
+            self.nbits += 16
+        value = self.buf & ((1 << n) - 1)
+        self.buf >>= n
+        self.nbits -= n
+        return value
+
+    def literal(self, run: int) -> bytes:
+        """`run` bytes from the stream; the bits taken so far stay in buf, the next word now lies after them."""
+        if self.pos + run > self.end:
+            raise RncError("a literal run past the end of the data")
+        self.pos += run
+        return self.src[self.pos - run:self.pos]
+
+    def table(self, previous):
+        count = self.bits(5)
+        if count == 0:
+            return previous
+        if count > 16:
+            raise RncError(f"a Huffman table of {count} codes")
+        return code_table([self.bits(4) for _ in range(count)])
+
+    def value(self, table) -> int:
+        if table is None:
+            raise RncError("an empty Huffman table is used")
+        lookup, width = table
+        entry = lookup[self.peek(width)] if width else None
+        if entry is None:
+            raise RncError("no Huffman code matches the stream")
+        symbol, length = entry
+        self.bits(length)
+        return self.bits(symbol - 1) | (1 << (symbol - 1)) if symbol >= 2 else symbol
+
+
+def _copy_match(out: bytearray, offset: int, length: int) -> None:
+    if offset > len(out):
+        raise RncError("a match before the start of the output")
+    start = len(out) - offset
+    if offset >= length:
+        out += out[start:start + length]
+    else:  # the match overlaps what it writes: repeat the period
+        out += (out[start:] * (length // offset + 1))[:length]
+
+
+def _blocks(stream: _Stream, blocks: int, unpacked_len: int) -> bytearray:
+    out = bytearray()
+    raw = offsets = lengths = None
+    for _ in range(blocks):
+        raw, offsets, lengths = stream.table(raw), stream.table(offsets), stream.table(lengths)
+        steps = stream.bits(16)
+        if steps == 0:
+            raise RncError("a block of no steps")
+        for step in range(steps):
+            run = stream.value(raw)
+            if run:
+                out += stream.literal(run)
+            if step < steps - 1:
+                _copy_match(out, stream.value(offsets) + 1, stream.value(lengths) + 2)
+            if len(out) > unpacked_len:
+                raise RncError("more output than the header says")
+    return out
+
+
 def unpack(data: bytes) -> bytes:
     """Unpack one RNC method-1 file (header included); checks both CRCs and the length."""
     if len(data) < HEADER_SIZE or data[:4] != SIGNATURE:
@@ -86,74 +165,11 @@ def unpack(data: bytes) -> bytes:
         raise RncError(f"truncated: {len(packed)} of {packed_len} packed bytes")
     if crc16(packed) != crc_packed:
         raise RncError("packed data CRC mismatch")
-    src = packed + b"\0\0\0\0"  # a peek may look one word past the last one read
-    out = bytearray()
-    pos, buf, nbits = 0, 0, 0  # nbits bits taken from the stream and not yet used, in buf
-
-    def peek(n: int) -> int:
-        if nbits >= n:
-            return buf & ((1 << n) - 1)
-        return (buf | (src[pos] | src[pos + 1] << 8) << nbits) & ((1 << n) - 1)
-
-    def bits(n: int) -> int:  # n <= 16; nbits stays below 16 between calls
-        nonlocal pos, buf, nbits
-        if nbits < n:
-            buf |= (src[pos] | src[pos + 1] << 8) << nbits
-            pos += 2
-            nbits += 16
-        value = buf & ((1 << n) - 1)
-        buf >>= n
-        nbits -= n
-        return value
-
-    def read_table(previous):
-        count = bits(5)
-        if count == 0:
-            return previous
-        if count > 16:
-            raise RncError(f"a Huffman table of {count} codes")
-        return code_table([bits(4) for _ in range(count)])
-
-    def value(table) -> int:
-        if table is None:
-            raise RncError("an empty Huffman table is used")
-        lookup, width = table
-        entry = lookup[peek(width)] if width else None
-        if entry is None:
-            raise RncError("no Huffman code matches the stream")
-        symbol, length = entry
-        bits(length)
-        return bits(symbol - 1) | (1 << (symbol - 1)) if symbol >= 2 else symbol
-
-    bits(2)  # the lock and key flags: ignored, as the game's own unpacker does
-    raw = offsets = lengths = None
     if blocks == 0:
         raise RncError("no blocks")
-    for _ in range(blocks):
-        raw, offsets, lengths = read_table(raw), read_table(offsets), read_table(lengths)
-        steps = bits(16)
-        if steps == 0:
-            raise RncError("a block of no steps")
-        for step in range(steps):
-            run = value(raw)
-            if run:
-                if pos + run > packed_len:
-                    raise RncError("a literal run past the end of the data")
-                out += src[pos:pos + run]
-                pos += run
-                # the bits taken so far stay in buf; the stream's next word now lies after the run
-            if step < steps - 1:
-                offset, length = value(offsets) + 1, value(lengths) + 2
-                if offset > len(out):
-                    raise RncError("a match before the start of the output")
-                start = len(out) - offset
-                if offset >= length:
-                    out += out[start:start + length]
-                else:  # the match overlaps what it writes: repeat the period
-                    period = out[start:]
-                    out += (period * (length // offset + 1))[:length]
-            if len(out) > unpacked_len:
-                raise RncError("more output than the header says")
+    stream = _Stream(packed)
+    stream.bits(2)  # the lock and key flags: ignored, as the game's own unpacker does
+    out = _blocks(stream, blocks, unpacked_len)
     if len(out) != unpacked_len:
         raise RncError(f"unpacked {len(out)} bytes, the header says {unpacked_len}")
     if crc16(out) != crc_unpacked:

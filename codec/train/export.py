@@ -7,15 +7,17 @@ made in config.training, which `codec info` prints. Nothing in the run folder is
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import yaml
 
-from .errors import WeightsError
-from .weights import WEIGHTS_FILE, load, save_pretrained
+from ..checkpoint import WEIGHTS_FILE, describe, load, save_pretrained
+from ..errors import UsageError, WeightsError
+from ..io.corpus import SUMMARY_FILE
+from .recipe import recipe_name
+from .state import EMA_FILE, RECIPE_FILE, TRAINER_FILE
 
 
 def _read_json(path: Path) -> dict | None:
@@ -54,14 +56,14 @@ def pick_source(run: Path, which: str | None) -> Path:
     return last
 
 
-def training_summary(run: Path, source: Path, recipe_path: str | Path | None = None) -> dict:
-    """How the weights in `source` were made: flat str/number values, one per `codec info` line."""
+def training_summary(run: Path, source: Path, frame_seconds: float, recipe_name: str | None = None) -> dict:
+    """How the weights in `source` were made: flat str/number values, one per `codec info` line. Names,
+    never paths: the summary ships inside the package, where a machine's paths mean nothing."""
     ckpt = run / "checkpoint"
-    recipe_file = ckpt / "recipe.yaml"
+    recipe_file = ckpt / RECIPE_FILE
     recipe = yaml.safe_load(recipe_file.read_text()) if recipe_file.is_file() else None
-    trainer = _read_json(ckpt / "trainer.json") or {}
+    trainer = _read_json(ckpt / TRAINER_FILE) or {}
     metrics = _metrics(run)
-    # Folder names, not paths: the summary ships inside the package, where a machine's paths mean nothing.
     summary: dict = {"run": run.resolve().name, "exported": "best (lowest valid mel, full depth)"
                      if source.name == "best" else "last checkpoint"}
     valid = _read_json(source / "valid.json") if source.name == "best" else None
@@ -71,24 +73,7 @@ def training_summary(run: Path, source: Path, recipe_path: str | Path | None = N
                       and (step is None or m.get("step", 0) <= step)), None)
     step = (valid or {}).get("step") if source.name == "best" else trainer.get("step")
     if recipe is not None:
-        t, d = recipe.get("train", {}), recipe.get("data", {})
-        original = recipe_path or trainer.get("recipe_path")  # runs before trainer.json kept it: --recipe
-        summary["recipe"] = _portable(original) if original else "recipe.yaml (the copy saved by the run)"
-        if original:
-            summary["recipe_name"] = f"{Path(original).parent.name}/{Path(original).stem}"
-        if step is not None:
-            summary["steps"] = int(step)
-            crop_s = d.get("crop_frames", 16) * 0.08
-            summary["audio_hours_seen"] = round(int(step) * t.get("batch_size", 0) * crop_s / 3600, 2)
-        summary["batch"] = f"{t.get('batch_size')} x {d.get('crop_frames', 16) * 0.08:.2f} s crops, lr {t.get('lr')}"
-        corpus = d.get("corpus")
-        info = _read_json(Path(corpus) / "summary.json") if corpus else None
-        if info:
-            summary["corpus"] = Path(corpus).name
-            summary["corpus_sources"] = ", ".join(info.get("sources", []))
-            summary["corpus_hours"] = ", ".join(f"{k} {v}" for k, v in sorted(info.get("hours", {}).items()))
-            summary["holdout_valid"] = ", ".join(info.get("valid", [])) or "none"
-            summary["holdout_test"] = ", ".join(info.get("test", [])) or "none"
+        summary.update(_recipe_summary(recipe, recipe_name or _run_recipe_name(trainer), step, frame_seconds))
     elif step is not None:
         summary["steps"] = int(step)
     for k, v in (valid or {}).items():
@@ -97,25 +82,46 @@ def training_summary(run: Path, source: Path, recipe_path: str | Path | None = N
     if "wall_s" in trainer:
         summary["wall_hours"] = round(trainer["wall_s"] / 3600, 2)
     elif metrics and recipe is not None:
-        # Older runs record no wall time; each log line gives its interval's speed, so sum the intervals.
-        audio_per_step = recipe["train"]["batch_size"] * recipe["data"].get("crop_frames", 16) * 0.08
-        wall, prev = 0.0, 0
-        for m in metrics:
-            if m.get("audio_s_per_s"):
-                wall += (m["step"] - prev) * audio_per_step / m["audio_s_per_s"]
-                prev = m["step"]
-        summary["wall_hours_estimated"] = round(wall / 3600, 2)
+        summary["wall_hours_estimated"] = _estimated_wall_hours(recipe, metrics, frame_seconds)
     return summary
 
 
-def _portable(path: str | Path) -> str:
-    """A recipe path as the reader can find it: relative to the working folder when inside it (a recipe of
-    this repository), else its last two parts."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(Path(path.parent.name) / path.name)
+def _run_recipe_name(trainer: dict) -> str | None:
+    """The recipe's `folder/file` name as the run recorded it (runs that kept a path: its last two parts)."""
+    if trainer.get("recipe_path"):
+        return recipe_name(trainer["recipe_path"])
+    name = trainer.get("recipe_name")
+    return name if name and "/" in name else None
+
+
+def _recipe_summary(recipe: dict, name: str | None, step, frame_seconds: float) -> dict:
+    t, d = recipe.get("train", {}), recipe.get("data", {})
+    crop_s = d.get("crop_frames", 16) * frame_seconds
+    summary: dict = {"recipe_name": name or "unknown (the run kept only its copy, recipe.yaml)"}
+    if step is not None:
+        summary["steps"] = int(step)
+        summary["audio_hours_seen"] = round(int(step) * t.get("batch_size", 0) * crop_s / 3600, 2)
+    summary["batch"] = f"{t.get('batch_size')} x {crop_s:.2f} s crops, lr {t.get('lr')}"
+    corpus = d.get("corpus")
+    info = _read_json(Path(corpus) / SUMMARY_FILE) if corpus else None
+    if info:  # the corpus's description: its folder's name, sources, hours and held-out parts
+        summary["corpus"] = Path(corpus).name
+        summary["corpus_sources"] = ", ".join(info.get("sources", []))
+        summary["corpus_hours"] = ", ".join(f"{k} {v}" for k, v in sorted(info.get("hours", {}).items()))
+        summary["holdout_valid"] = ", ".join(info.get("valid", [])) or "none"
+        summary["holdout_test"] = ", ".join(info.get("test", [])) or "none"
+    return summary
+
+
+def _estimated_wall_hours(recipe: dict, metrics: list[dict], frame_seconds: float) -> float:
+    """For runs that record no wall time: each log line gives its interval's speed, so sum the intervals."""
+    audio_per_step = recipe["train"]["batch_size"] * recipe["data"].get("crop_frames", 16) * frame_seconds
+    wall, prev = 0.0, 0
+    for m in metrics:
+        if m.get("audio_s_per_s"):
+            wall += (m["step"] - prev) * audio_per_step / m["audio_s_per_s"]
+            prev = m["step"]
+    return round(wall / 3600, 2)
 
 
 def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, name: str | None = None,
@@ -131,8 +137,9 @@ def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, n
         raise ValueError(f"--which must be best or last, got {which!r}")
     source = pick_source(run, which)
     model = load(source)  # verifies the checksum and that the weights fit the config
-    summary = training_summary(run, source, recipe_path)
-    ema = source / "ema.safetensors"  # best/ already holds the EMA weights when the run kept them
+    summary = training_summary(run, source, model.frame_size / model.sample_rate,
+                               recipe_name(recipe_path) if recipe_path else None)
+    ema = source / EMA_FILE  # best/ already holds the EMA weights when the run kept them
     if source.name != "best" and ema.is_file():
         from safetensors.torch import load_file
 
@@ -154,31 +161,30 @@ def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, n
     return save_pretrained(model, out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="codec export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p) -> None:
     p.add_argument("run", help="run folder written by codec train --out")
-    p.add_argument("-o", "--output", required=True, help="folder to write the inference checkpoint into")
+    p.add_argument("-o", "--out", "--output", dest="out", required=True,
+                   help="folder to write the inference checkpoint into")
     p.add_argument("--which", choices=["best", "last"], default=None,
                    help="best: lowest valid mel; last: newest checkpoint (default: best if present)")
     p.add_argument("--name", default=None, help="model name to record in config.json (default: keep)")
     p.add_argument("--recipe", default=None,
-                   help="the recipe file the run was started from, to record (default: as the run recorded it)")
+                   help="the recipe file the run was started from, to record by name (default: as the run recorded it)")
     p.add_argument("--note", action="append", default=[], metavar="KEY=TEXT",
                    help="an extra line for the training summary (`codec info`); repeatable")
-    args = p.parse_args(argv)
+
+
+def run(args) -> int:
     notes = {}
     for note in args.note:
         key, sep, text = note.partition("=")
         if not sep or not key.strip():
-            p.error(f"--note {note!r}: expected KEY=TEXT")
+            raise UsageError(f"--note {note!r}: expected KEY=TEXT")
         notes[key.strip()] = text.strip()
     try:
-        out = export(args.run, args.output, args.which, args.name, args.recipe, notes)
+        out = export(args.run, args.out, args.which, args.name, args.recipe, notes)
     except ValueError as err:  # a bad --which or a --note that clashes: usage, not a damaged run
-        p.error(str(err))
-    from .cli import describe
-
+        raise UsageError(str(err)) from None
     print(describe(load(out)))
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -1,4 +1,4 @@
-"""Checkpoint compatibility: the trainer resumes folders written by the first trainer (format 1), survives a save
+"""Run checkpoints: the trainer resumes format-1 folders (model + optimizer, no EMA), survives a save
 cut between its renames, and names the file when a checkpoint does not fit the recipe."""
 import json
 
@@ -7,8 +7,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from codec.train import Trainer, train
-from codec.weights import save_pretrained
+from codec.train import Recipe, Trainer, train
+from codec.checkpoint import save_pretrained
 
 from test_train import make_corpus, tiny_recipe
 
@@ -18,9 +18,9 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def write_format1(out, recipe: dict, step: int) -> Trainer:
-    """A checkpoint exactly as the first trainer's save_state wrote it (commit 7cf2362): the package-format
-    model, AdamW tensors 'state.{i}.{k}' plus 'torch_rng', trainer.json {step, param_groups}, recipe.yaml."""
+def write_format1(out, recipe: Recipe, step: int) -> Trainer:
+    """A checkpoint in format 1: the package-format model, AdamW tensors 'state.{i}.{k}' plus 'torch_rng',
+    trainer.json {step, param_groups}, recipe.yaml."""
     trainer = Trainer(recipe, torch.device("cpu"))
     wav = torch.randn(2, 1, 4 * 1920) * 0.1
     for s in range(step):  # give the optimizer real moments to restore
@@ -31,19 +31,20 @@ def write_format1(out, recipe: dict, step: int) -> Trainer:
                for i, st in trainer.opt.state_dict()["state"].items() for k, v in st.items()}
     tensors["torch_rng"] = torch.get_rng_state()
     save_file(tensors, str(ckpt / "optimizer.safetensors"))
-    (ckpt / "trainer.json").write_text(json.dumps({"step": step, "param_groups": trainer.opt.state_dict()["param_groups"]}))
-    (ckpt / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    groups = trainer.opt.state_dict()["param_groups"]
+    (ckpt / "trainer.json").write_text(json.dumps({"step": step, "param_groups": groups}))
+    (ckpt / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict()))
     return trainer
 
 
 def test_format1_checkpoint_resumes_with_ema_starting_fresh(tmp_path, corpus):
-    legacy = tiny_recipe(corpus, steps=10)
-    old = write_format1(tmp_path / "run", legacy, step=3)
+    plain = tiny_recipe(corpus, steps=10)
+    old = write_format1(tmp_path / "run", plain, step=3)
     recipe = tiny_recipe(corpus, steps=10, ema_decay=0.9, valid_every=5, save_every=5)
     lines = []
     train(recipe, tmp_path / "run", max_steps=2, log=lines.append)
-    assert any("resuming" in l and "step 3" in l and "EMA" in l for l in lines), lines
-    records = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("resuming" in line and "step 3" in line and "EMA" in line for line in lines), lines
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [4, 5]
     ckpt = tmp_path / "run" / "checkpoint"
     meta = json.loads((ckpt / "trainer.json").read_text())
@@ -64,21 +65,22 @@ def test_a_save_cut_between_its_renames_resumes_from_the_previous_checkpoint(tmp
     train(recipe, tmp_path / "run", log=lambda s: None)
     assert json.loads((ckpt / "trainer.json").read_text())["step"] == 4
     assert not (tmp_path / "run" / "checkpoint.new").exists() and not (tmp_path / "run" / "checkpoint.old").exists()
-    steps = [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
 
 
 def test_resuming_with_another_model_names_the_file_and_the_fields(tmp_path, corpus):
     train(tiny_recipe(corpus, steps=1, valid_every=1), tmp_path / "run", log=lambda s: None)
     other = tiny_recipe(corpus, steps=2)
-    other["model"] = {**other["model"], "latent_dim": 16}
-    with pytest.raises(ValueError, match=r"checkpoint/config.json.*latent_dim \(32 in the checkpoint, 16 in the recipe\)"):
+    other.model = {**other.model, "latent_dim": 16}
+    fields = r"latent_dim \(32 in the checkpoint, 16 in the recipe\)"
+    with pytest.raises(ValueError, match=r"checkpoint/config.json.*" + fields):
         train(other, tmp_path / "run", log=lambda s: None)
 
 
 def test_export_of_a_run_with_ema_ships_the_ema_weights(tmp_path, corpus):
-    from codec.export import export
-    from codec.weights import load
+    from codec.train.export import export
+    from codec.checkpoint import load
 
     run = tmp_path / "run"
     train(tiny_recipe(corpus, steps=2, ema_decay=0.5, valid_every=2), run, log=lambda s: None)

@@ -7,9 +7,9 @@ import math
 import torch
 from torch import nn
 
-from . import kernels
+from .. import kernels
 from .phase import FLOOR_LOG, PhaseState, lock_harmonics, refine, rtpghi
-from .streaming import CausalConv1d, Streamable
+from .stream_state import CausalConv1d, Streamable
 
 
 class CausalSTFT(Streamable):
@@ -181,7 +181,7 @@ class PhaseSynthesis(Streamable):
     """Log magnitudes (B, H, n_fft // 2 + 1) -> wav (B, H * hop): computed phases, inverse FFT, overlap-add.
 
     Block by block (a codec frame's hops): RTPGHI phases from the previous hop's, refined by `iterations`
-    Griffin-Lim passes with the earlier output fixed (codec.phase), then overlap-added. Synthesis frame h
+    Griffin-Lim passes with the earlier output fixed (codec.nn.phase), then overlap-added. Synthesis frame h
     covers samples [(h + 1) hop - n_fft, (h + 1) hop), the window the encoder's causal analysis of hop h
     ends with; so a sample is final once the n_fft / hop - 1 hops after it are made: the output lags the
     frames by n_fft - hop samples (the synthesis delay). Offline, the result is realigned to the input and

@@ -28,8 +28,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .audio import atomic_path
-from .errors import CodesFileError
+from ..errors import CodesFileError
+from .atomic import atomic_path
 
 MAGIC = b"CODEC\0"
 FORMAT_VERSION = 1

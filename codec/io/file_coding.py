@@ -11,32 +11,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 
-from .audio import atomic_path, output_format
+from ..errors import CodesFileError, InputError
+from ..progress import progress_bar
+from ..signal import resample_stream
+from ..threads import STREAM_THREADS, torch_threads
+from .audio import audio_output, open_audio, output_format
 from .codes_file import header_for, read_codes, write_codes
-from .errors import CodesFileError, InputError
-from .progress import progress_bar
-from .threads import STREAM_THREADS, torch_threads
-
-
-def _open_audio(path: Path) -> sf.SoundFile:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an audio file")
-    try:
-        handle = sf.SoundFile(str(path))
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        raise InputError(f"{path}: not a readable audio file ({err})") from None
-    if handle.frames == 0:
-        handle.close()
-        raise InputError(f"{path}: empty audio (0 samples)")
-    return handle
 
 
 def encode_stream(model, path: str | Path, n_codebooks: int | None = None, mono: bool = True,
@@ -48,12 +30,12 @@ def encode_stream(model, path: str | Path, n_codebooks: int | None = None, mono:
     if not 0 < chunk_seconds < math.inf:
         raise ValueError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds}")
     path = Path(path)
-    with _open_audio(path) as f:
+    with open_audio(path) as f:
         rate, channels = f.samplerate, f.channels
         items = 1 if mono else channels
         resampler = None
         if rate != model.sample_rate:
-            resampler = soxr.ResampleStream(rate, model.sample_rate, items, dtype="float32", quality="HQ")
+            resampler = resample_stream(rate, model.sample_rate, items)
         block = max(1, int(chunk_seconds * rate))
         parts, samples, heard, seconds = [], 0, False, 0.0
         bar = progress_bar(progress and f.frames > 10 * rate, total=f.frames, desc=path.name, unit="sample")
@@ -95,7 +77,8 @@ def _read_for(model, path: Path):
         raise CodesFileError(f"{path}: coded at {header.sample_rate} Hz with {header.codebook_size}-entry codebooks; "
                              f"this model is {model.sample_rate} Hz with {model.config.codebook_size}")
     if header.n_codebooks > model.n_codebooks:
-        raise CodesFileError(f"{path}: has {header.n_codebooks} codebooks; this model decodes at most {model.n_codebooks}")
+        raise CodesFileError(f"{path}: has {header.n_codebooks} codebooks; this model decodes at most "
+                             f"{model.n_codebooks}")
     return codes, header  # uint16 for 1024-entry codebooks: widened a chunk at a time (`_frames`)
 
 
@@ -105,27 +88,25 @@ def _frames(codes: np.ndarray, start: int, stop: int) -> torch.Tensor:
 
 def decode_file(model, src: str | Path, dst: str | Path, chunk_frames: int = 125, bf16: bool = False,
                 progress: bool = False) -> None:
-    """.codes file -> audio file (format from the suffix: `codec.audio.output_format`), `chunk_frames` at a
+    """.codes file -> audio file (format from the suffix: `codec.io.audio.output_format`), `chunk_frames` at a
     time, written atomically."""
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
     src, dst = Path(src), Path(dst)
-    kind, subtype = output_format(dst)
+    output_format(dst)  # an output that is not audio is refused before the codes are read
     if not src.is_file():
         raise CodesFileError(f"{src}: no such file")
     codes, header = _read_for(model, src)
     remaining = header.samples
     bar = progress_bar(progress and header.frames > 2 * chunk_frames, total=header.frames, desc=src.name, unit="frame")
-    with atomic_path(dst) as tmp:
-        with sf.SoundFile(str(tmp), "w", samplerate=model.sample_rate, channels=header.channels,
-                          format=kind, subtype=subtype) as out, \
-                model.streaming(batch_size=header.channels, bf16=bf16) as stream:
-            for start in range(0, header.frames, chunk_frames):
-                wav = stream.decode(_frames(codes, start, start + chunk_frames))[:, 0, :remaining]
-                remaining -= wav.shape[-1]
-                out.write(np.clip(wav.T.cpu().numpy(), -1.0, 1.0))
-                bar.update(min(chunk_frames, header.frames - start))
-            out.write(np.clip(stream.flush_decode()[:, 0, :remaining].T.cpu().numpy(), -1.0, 1.0))
+    with audio_output(dst, model.sample_rate, header.channels) as out, \
+            model.streaming(batch_size=header.channels, bf16=bf16) as stream:
+        for start in range(0, header.frames, chunk_frames):
+            wav = stream.decode(_frames(codes, start, start + chunk_frames))[:, 0, :remaining]
+            remaining -= wav.shape[-1]
+            out.write(np.clip(wav.T.cpu().numpy(), -1.0, 1.0))
+            bar.update(min(chunk_frames, header.frames - start))
+        out.write(np.clip(stream.flush_decode()[:, 0, :remaining].T.cpu().numpy(), -1.0, 1.0))
     bar.close()
 
 

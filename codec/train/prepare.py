@@ -1,4 +1,4 @@
-"""Training data: a prepared corpus (one int16 array + a JSON-lines manifest) and random-crop batches.
+"""`codec data prepare DIRS -o CORPUS`: build a training corpus (`codec.io.corpus`) from folders of audio.
 
 `prepare` reads folders of audio, one folder per source with one subfolder per speaker, resamples to
 24 kHz mono, trims leading and trailing silence, drops clips that are too short, clipped or silent (each
@@ -9,6 +9,7 @@ and measured bandwidth, so training can weight or filter by them.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import multiprocessing as mp
@@ -17,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
-import torch
 
-from .audio import AUDIO_SUFFIXES
-
-SAMPLES_FILE, MANIFEST_FILE, SUMMARY_FILE = "samples.npy", "manifest.jsonl", "summary.json"
+from ..io.audio import open_audio
+from ..io.corpus import MANIFEST_FILE, PCM_SCALE, SAMPLES_FILE, SUMMARY_FILE
+from ..io.inputs import audio_files
+from ..progress import progress_bar
+from ..signal import resample_array
 
 
 @dataclass
@@ -57,10 +57,9 @@ def parse_min_rate(spec: str) -> tuple[int, dict[str, int]]:
 def find_audio(root: Path) -> list[tuple[str, Path]]:
     """(speaker, path) for the audio files below `root`; speaker = first subfolder, '-' at top level."""
     items = []
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file():
-            rel = path.relative_to(root).parts
-            items.append((rel[0] if len(rel) > 1 else "-", path))
+    for path in audio_files(root):
+        rel = path.relative_to(root).parts
+        items.append((rel[0] if len(rel) > 1 else "-", path))
     return items
 
 
@@ -85,7 +84,8 @@ def process_file(path: Path, opts: PrepareOptions, min_rate: int | None = None
     """Read, check and clean one file -> (int16 samples at the target rate, '', {'rate': original rate,
     'bandwidth': Hz measured on the result}) or (None, reason, {}). `min_rate` defaults to opts.min_rate."""
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with open_audio(path) as f:
+            data, rate = f.read(dtype="float32", always_2d=True), f.samplerate
     except Exception:  # noqa: BLE001 - any unreadable file is counted and skipped, never fatal
         return None, "unreadable", {}
     if rate < (opts.min_rate if min_rate is None else min_rate):
@@ -107,10 +107,9 @@ def process_file(path: Path, opts: PrepareOptions, min_rate: int | None = None
     x = x[start:end]
     if len(x) < opts.min_seconds * rate:
         return None, "too short", {}
-    if rate != opts.sample_rate:
-        x = soxr.resample(x, rate, opts.sample_rate, quality="HQ")
+    x = resample_array(x, rate, opts.sample_rate)
     info = {"rate": rate, "bandwidth": round(bandwidth(x, opts.sample_rate, opts.bandwidth_db))}
-    return (np.clip(x, -1, 1) * 32767).astype(np.int16), "", info
+    return (np.clip(x, -1, 1) * PCM_SCALE).astype(np.int16), "", info
 
 
 def _work(args):
@@ -151,8 +150,6 @@ def _hours(records, rate: int) -> dict:
 def prepare(dirs: list[str | Path], out: str | Path, valid: str | None = None, test: str | None = None,
             opts: PrepareOptions | None = None, workers: int = 2, progress: bool = True) -> dict:
     """Build a corpus folder from source folders. Returns the summary (also written as summary.json)."""
-    from tqdm import tqdm
-
     opts = opts or PrepareOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,8 +167,8 @@ def prepare(dirs: list[str | Path], out: str | Path, valid: str | None = None, t
     with pool or contextlib.nullcontext(), open(part, "wb") as raw:
         tasks = [(p, opts, opts.min_rate_for(src)) for src, _, p in jobs]
         results = pool.imap(_work, tasks, chunksize=16) if pool else map(_work, tasks)
-        for (src, spk, path), (samples, reason, info) in tqdm(zip(jobs, results), total=len(jobs),
-                                                              disable=not progress, desc="prepare"):
+        for (src, spk, path), (samples, reason, info) in progress_bar(progress, iterable=zip(jobs, results),
+                                                                      total=len(jobs), desc="prepare"):
             if samples is None:
                 dropped[(src, reason)] += 1
                 continue
@@ -206,143 +203,24 @@ def prepare(dirs: list[str | Path], out: str | Path, valid: str | None = None, t
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+def add_arguments(p) -> None:
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="prepare")
+    prep = sub.add_parser("prepare", description=__doc__, help="build a training corpus from folders of audio",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    prep.add_argument("dirs", nargs="+", help="one folder per source, one subfolder per speaker")
+    prep.add_argument("-o", "--out", required=True, help="corpus folder to write")
+    prep.add_argument("--valid", help="held out for validation: 'source' or 'source/speaker', comma separated")
+    prep.add_argument("--test", help="held out for testing, same form")
+    prep.add_argument("--workers", type=int, default=2)
+    prep.add_argument("--min-seconds", type=float, default=PrepareOptions.min_seconds)
+    prep.add_argument("--min-rate", default=str(PrepareOptions.min_rate),
+                      help="files below this sample rate are dropped: 'HZ' for every source and/or 'source=HZ' for "
+                           "one (keeps a band-limited source), comma separated; default %(default)s")
 
-    p = argparse.ArgumentParser(prog="codec data prepare", description=__doc__)
-    p.add_argument("dirs", nargs="+", help="one folder per source, one subfolder per speaker")
-    p.add_argument("-o", "--out", required=True, help="corpus folder to write")
-    p.add_argument("--valid", help="held out for validation: 'source' or 'source/speaker', comma separated")
-    p.add_argument("--test", help="held out for testing, same form")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--min-seconds", type=float, default=PrepareOptions.min_seconds)
-    p.add_argument("--min-rate", default=str(PrepareOptions.min_rate),
-                   help="files below this sample rate are dropped: 'HZ' for every source and/or 'source=HZ' for "
-                        "one (keeps a band-limited source), comma separated; default %(default)s")
-    args = p.parse_args(argv)
+
+def run(args) -> int:
     min_rate, source_min_rate = parse_min_rate(args.min_rate)
     opts = PrepareOptions(min_seconds=args.min_seconds, min_rate=min_rate, source_min_rate=source_min_rate)
     summary = prepare(args.dirs, args.out, args.valid, args.test, opts, workers=args.workers)
     print(json.dumps(summary, indent=2))
     return 0
-
-
-class Corpus:
-    """A prepared corpus opened read-only (memory-mapped): clips by split."""
-
-    def __init__(self, root: str | Path, split: str | None = None):
-        root = Path(root)
-        self.samples = np.load(root / SAMPLES_FILE, mmap_mode="r")
-        with open(root / MANIFEST_FILE) as f:
-            records = [json.loads(line) for line in f]
-        self.clips = [r for r in records if split is None or r["split"] == split]
-        self.sample_rate = json.loads((root / SUMMARY_FILE).read_text())["sample_rate"]
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def audio(self, i: int) -> np.ndarray:
-        r = self.clips[i]
-        return self.samples[r["offset"]: r["offset"] + r["length"]].astype(np.float32) / 32767
-
-
-def loudness_normalize(x: np.ndarray, target_dbfs: float) -> np.ndarray:
-    """Scale so the mean power of the louder half of 20 ms frames sits at target_dbfs, never clipping."""
-    hop = 480
-    n = len(x) // hop
-    if n == 0:
-        return x
-    power = np.sort(np.mean(x[: n * hop].reshape(n, hop) ** 2, axis=1))[n // 2:]
-    gain = 10 ** (target_dbfs / 20) / np.sqrt(power.mean() + 1e-10)
-    peak = np.abs(x).max() * gain
-    return x * (gain / peak * 0.99 if peak > 0.99 else gain)
-
-
-AUGMENT_DEFAULTS = {
-    "gain_db": 7.0,  # loudness drawn uniformly in loudness_db +- gain_db: the model meets every level
-    "noise_prob": 0.0,  # share of crops given white noise at a random SNR
-    "noise_snr_db": [30.0, 50.0],  # mild: audible only in pauses, where real recordings have it too
-    "bandlimit_prob": 0.0,  # share of crops low-passed at a random cutoff (much of the corpus is band-limited)
-    "bandlimit_hz": [4000.0, 11000.0],
-}
-
-
-def augment_crop(x: np.ndarray, rng: np.random.Generator, loudness_db: float, aug: dict, rate: int) -> np.ndarray:
-    """Loudness-normalize one crop (T,) to a random level, then maybe low-pass it and add mild noise.
-
-    The codec reproduces what it is given, so augmentation changes input and target alike: it widens the
-    kinds of audio the model learns to code, it does not teach denoising.
-    """
-    from scipy.signal import butter, sosfilt
-
-    # Every random draw is made whether or not it is used, so switching one augmentation on or off
-    # leaves the crops and the other augmentations of every step unchanged.
-    level = loudness_db + rng.uniform(-aug["gain_db"], aug["gain_db"])
-    do_band, cutoff = rng.random() < aug["bandlimit_prob"], rng.uniform(*aug["bandlimit_hz"])
-    do_noise, snr = rng.random() < aug["noise_prob"], rng.uniform(*aug["noise_snr_db"])
-    noise_seed = int(rng.integers(2**31))
-    if do_band and cutoff < rate / 2:
-        x = sosfilt(butter(8, cutoff, fs=rate, output="sos"), x).astype(np.float32)
-    x = loudness_normalize(x, level)
-    if do_noise and len(x):
-        speech_power = 10 ** (level / 10)  # loudness_normalize put the active frames at `level` dBFS
-        noise = np.random.default_rng(noise_seed).standard_normal(len(x)).astype(np.float32)
-        x = np.clip(x + noise * np.sqrt(speech_power / 10 ** (snr / 10)), -1, 1)
-    return x.astype(np.float32)
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """Map-style: item `step` is this rank's share of the global batch of training step `step`.
-
-    The global batch is `batch_size` random crops; crop j of step s depends only on (seed, s, j), and rank r
-    of `world` takes crops [r * B / world, (r + 1) * B / world). So a batch is a pure function of
-    (seed, step, rank): resuming, worker processes and prefetching cannot change what a step sees, and N
-    processes together see exactly the batch one process would (this is the distributed sampler).
-    Returns wav (B / world, 1, crop) float32.
-    """
-
-    def __init__(self, root: str | Path, crop: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 loudness_db: float = -23.0, augment: dict | None = None, split: str = "train"):
-        if batch_size % world:
-            raise ValueError(f"batch_size {batch_size} is not a multiple of the {world} processes")
-        self.root, self.crop, self.batch_size, self.seed = str(root), crop, batch_size, seed
-        self.rank, self.world, self.split = rank, world, split
-        self.loudness_db, self.augment = loudness_db, {**AUGMENT_DEFAULTS, **(augment or {})}
-        corpus = Corpus(root, split)
-        if len(corpus) == 0:
-            raise ValueError(f"{root}: no {split} clips in {MANIFEST_FILE}")
-        lengths = np.array([min(c["length"], crop) for c in corpus.clips], dtype=np.float64)
-        self.weights = lengths / lengths.sum()  # pick clips in proportion to the audio they can give
-        self.sample_rate = corpus.sample_rate
-        self._corpus: Corpus | None = None  # opened in each worker: a memory map does not pickle cheaply
-
-    def __len__(self) -> int:
-        return 2**62  # endless: any step is a valid index
-
-    def __getitem__(self, step: int) -> torch.Tensor:
-        if self._corpus is None:
-            self._corpus = Corpus(self.root, self.split)
-        local = self.batch_size // self.world
-        out = np.zeros((local, 1, self.crop), dtype=np.float32)
-        for b in range(local):
-            rng = np.random.default_rng([self.seed, int(step), self.rank * local + b])
-            x = self._corpus.audio(int(rng.choice(len(self.weights), p=self.weights)))
-            start = int(rng.integers(0, max(1, len(x) - self.crop + 1)))
-            x = augment_crop(x[start: start + self.crop], rng, self.loudness_db, self.augment, self.sample_rate)
-            out[b, 0, : len(x)] = x  # shorter clips are zero padded at the end
-        return torch.from_numpy(out)
-
-
-def valid_crops(root: str | Path, n_clips: int, samples: int, loudness_db: float = -23.0) -> tuple[torch.Tensor, list[int]]:
-    """A fixed validation set: `n_clips` valid clips evenly spaced through the split, each cut to `samples`
-    and loudness-normalized -> (wav (N, 1, samples) zero padded, true lengths)."""
-    corpus = Corpus(root, "valid")
-    if len(corpus) == 0:
-        return torch.zeros(0, 1, samples), []
-    idx = np.linspace(0, len(corpus) - 1, min(n_clips, len(corpus))).astype(int)
-    out, lengths = torch.zeros(len(idx), 1, samples), []
-    for j, i in enumerate(idx):
-        x = loudness_normalize(corpus.audio(int(i))[:samples], loudness_db)
-        out[j, 0, : len(x)] = torch.from_numpy(x)
-        lengths.append(len(x))
-    return out, lengths

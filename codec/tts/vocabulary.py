@@ -37,7 +37,8 @@ class Vocabulary:
 
     def __post_init__(self):
         if self.n_codebooks < 1 or self.codebook_size < 2:
-            raise ValueError(f"need n_codebooks >= 1 and codebook_size >= 2, got {self.n_codebooks}, {self.codebook_size}")
+            raise ValueError(f"need n_codebooks >= 1 and codebook_size >= 2, got {self.n_codebooks}, "
+                             f"{self.codebook_size}")
 
     @classmethod
     def for_model(cls, model, n_codebooks: int | None = None, offsets: bool = True) -> "Vocabulary":
@@ -97,7 +98,8 @@ class Vocabulary:
         bad = (codes < 0) | (codes >= self.codebook_size)
         if bad.any():
             b, q, f = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"token {int(ids[b, q, f])} at (batch {b}, codebook {q}, frame {f}) {self.explain(int(ids[b, q, f]), q)}")
+            token = int(ids[b, q, f])
+            raise ValueError(f"token {token} at (batch {b}, codebook {q}, frame {f}) {self.explain(token, q)}")
         return codes
 
     def explain(self, token: int, codebook: int) -> str:
@@ -115,7 +117,8 @@ class Vocabulary:
         bad = (codes < 0) | (codes >= self.codebook_size)
         if bad.any():
             b, q, f = (int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"code {int(codes[b, q, f])} at (batch {b}, codebook {q}, frame {f}) is outside [0, {self.codebook_size})")
+            raise ValueError(f"code {int(codes[b, q, f])} at (batch {b}, codebook {q}, frame {f}) is outside "
+                             f"[0, {self.codebook_size})")
         return codes
 
 
@@ -212,7 +215,8 @@ def _unwrap(ids: torch.Tensor, vocab: Vocabulary, bos: bool, eos: bool, dim: int
         if flag:
             edge = ids.select(dim, index)
             if not (edge == token).all():
-                raise ValueError(f"expected {name} ({token}) at step {index}, found {edge.flatten()[(edge != token).flatten()][0].item()}")
+                found = edge.flatten()[(edge != token).flatten()][0].item()
+                raise ValueError(f"expected {name} ({token}) at step {index}, found {found}")
     return ids.narrow(dim, int(bos), length - bos - eos)
 
 
@@ -288,11 +292,31 @@ def _read_item(b: int, grid: torch.Tensor, where: torch.Tensor, vocab: Vocabular
         depth = int(is_special.long().argmax(dim=1)[is_special.any(dim=1)].min())
         grid, where = grid[:, :depth], where[:, :depth]
     if depth == 0:
-        raise ValueError(f"item {b}: a frame at step {int(where.flatten()[0]) if where.numel() else 0} has no codebook-0 code")
+        step = int(where.flatten()[0]) if where.numel() else 0
+        raise ValueError(f"item {b}: a frame at step {step} has no codebook-0 code")
     codes = grid - vocab._offsets(grid.shape[1], grid.device)[None]
     bad = (codes < 0) | (codes >= vocab.codebook_size)
     if bad.any():
         f, q = (int(i) for i in bad.nonzero()[0])
         token = int(grid[f, q])
-        raise ValueError(f"token {token} at (item {b}, step {int(where[f, q])}, codebook {q}) {vocab.explain(token, q)}")
+        raise ValueError(f"token {token} at (item {b}, step {int(where[f, q])}, codebook {q}) "
+                         f"{vocab.explain(token, q)}")
     return codes.T.contiguous()
+
+
+def decode_tokens(model, ids: torch.Tensor, vocab: Vocabulary | None = None, layout: str = "flatten",
+                  n_codebooks: int | None = None, bf16: bool = False) -> list[torch.Tensor]:
+    """Backbone output -> one waveform (1, frames * frame_size) per item, decoded by `model`; see `to_codes`
+    for how PAD, BOS, EOS, partial depth and cut-off frames are read. vocab: default, all of the model's
+    codebooks, with offsets."""
+    vocab = vocab or Vocabulary.for_model(model)
+    if vocab.codebook_size != model.config.codebook_size or vocab.n_codebooks > model.n_codebooks:
+        raise ValueError(f"vocabulary of {vocab.n_codebooks} x {vocab.codebook_size} does not fit this model "
+                         f"({model.n_codebooks} x {model.config.codebook_size})")
+    out = []
+    for codes in to_codes(ids, vocab, layout, n_codebooks):
+        if codes.shape[-1] == 0:
+            out.append(torch.zeros(1, 0, device=model.device))
+        else:
+            out.append(model.decode(codes[None], bf16=bf16)[0])
+    return out

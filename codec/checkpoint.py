@@ -7,9 +7,9 @@ from pathlib import Path
 
 from safetensors.torch import load as safetensors_load
 
-from .audio import atomic_path
 from .config import CodecConfig
 from .errors import WeightsError
+from .io.atomic import atomic_path
 from .model import Codec
 
 WEIGHTS_FILE, CONFIG_FILE, CHECKSUM_FILE = "model.safetensors", "config.json", "model.sha256"
@@ -101,3 +101,26 @@ def load(name_or_dir: str | Path | None = None, device: str = "cpu") -> Codec:
     model._checksum = digest
     model._loaded_as = (digest, config.name, copy.deepcopy(config.training))
     return model.eval().to(device)
+
+
+def describe(model) -> str:
+    """A human summary of a model: shape, bitrates, checksum, and how it was trained."""
+    cfg = model.config
+    params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"model       {cfg.name}",
+        f"checksum    {model.checksum}",
+        f"parameters  {params / 1e6:.2f} M",
+        f"audio       {cfg.sample_rate} Hz mono, frames of {cfg.frame_size} samples ({cfg.frame_rate:g} frames/s)",
+        f"latency     {cfg.latency_ms:g} ms algorithmic (one frame + {cfg.lookahead} samples lookahead + "
+        f"{cfg.synthesis_delay} samples of synthesis overlap)",
+        f"codebooks   {cfg.n_codebooks} x {cfg.codebook_size} entries ({cfg.bits_per_code} bits each)",
+        "bitrates    " + ", ".join(f"{n}: {cfg.bitrate(n) / 1000:.3g} kbit/s"
+                              for n in (1, 8, 17, 37) if n <= cfg.n_codebooks),
+    ]
+    if cfg.training:
+        lines.append("training")
+        lines += [f"  {k:<22} {v}" for k, v in cfg.training.items()]
+    else:
+        lines.append("training    none recorded: these weights are untrained or of unknown origin")
+    return "\n".join(lines)

@@ -1,0 +1,187 @@
+"""`codec diagnose phase|pitch|rvq|stream CORPUS`: measurements of the model's parts on a corpus split, each
+printed as a Markdown table.
+
+    phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same
+            without the Griffin-Lim passes after RTPGHI, the reference's magnitudes with the computed phase
+            (the phase's ceiling), the decoded magnitudes with the reference's phase (the magnitudes'
+            ceiling); PESQ-WB and STOI, averaged over the clips.
+    pitch   how well the pitch is coded and heard: the coded contour against the encoder's estimate, and the
+            estimate on the decoded audio against the input's, in cents on hops both call voiced (median,
+            95th percentile, share within 50 cents) and the share of hops whose voicing disagrees.
+    rvq     how much of the latent the residual VQ keeps at each depth: ||latent - quantized|| / ||latent||
+            for 1 to 35 latent stages (code slots 2 to 36). A healthy RVQ falls with every stage.
+    stream  how far frame-by-frame decoding drifts from offline decoding: the clips concatenated up to
+            --seconds, the largest difference relative to the peak and the SNR, first 10 s and all.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+
+from . import kernels
+from .config import PITCH_CODEBOOKS
+from .eval.metrics import NotComputable, pesq, stoi
+from .io.corpus import Corpus
+from .nn.pitch import analysis_centres, causal_yin
+
+RVQ_DEPTHS = (1, 2, 4, 6, 15, 35)  # latent stages: with the pitch slots, 3, 4, 6, 8, 17 and 37 codebooks
+# what each measurement reads by default: clips spread over the split, seconds of each (stream: in all)
+DEFAULTS = {"phase": (8, 6.0), "pitch": (16, 6.0), "rvq": (16, None), "stream": (None, 60.0)}
+
+
+def _clips(corpus: Corpus, n: int) -> list[int]:
+    """`n` clip indices spread evenly over the split."""
+    return [int(i) for i in np.linspace(0, len(corpus) - 1, min(n, len(corpus))).astype(int)]
+
+
+def _crop(model, corpus: Corpus, i: int, seconds: float | None) -> torch.Tensor:
+    x = corpus.audio(i)
+    x = x if seconds is None else x[: int(seconds * model.sample_rate)]
+    return model._pad_to_frames(model.prepare(torch.from_numpy(x), corpus.sample_rate))
+
+
+def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch.Tensor:
+    """|S| (B, H, K) with the phase of phase_of's STFT in the same framing -> audio (B, H * hop)."""
+    cfg = model.config
+    frames = torch.fft.irfft(torch.polar(magnitude, torch.angle(model.analysis(phase_of))), n=cfg.synthesis_fft)
+    silent = torch.zeros(frames.shape[0], cfg.synthesis_delay // cfg.synthesis_hop, cfg.synthesis_fft)
+    frames = torch.cat([frames, silent], 1)  # closes the last samples with the full window envelope
+    wav = kernels.overlap_add(frames, cfg.synthesis_hop, model.synthesis.window)
+    return wav[:, cfg.synthesis_delay: cfg.synthesis_delay + magnitude.shape[1] * cfg.synthesis_hop]
+
+
+def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
+    """The four rebuilt versions of `ref` (1, 1, T) that `phase` scores, each (1, T)."""
+    codes = model.encode_prepared(ref)
+    decoded = model.decode(codes)[:, 0]
+    iterations = model.synthesis.iterations
+    model.synthesis.iterations = 0
+    try:
+        plain = model.decode(codes)[:, 0]
+    finally:
+        model.synthesis.iterations = iterations
+    computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
+    swapped = _with_phase(model, torch.exp(model.magnitudes(codes)), ref)
+    return [decoded, plain, computed, swapped]
+
+
+def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
+    names = ("decoded", "decoded, RTPGHI alone", "reference magnitude, computed phase",
+             "decoded magnitude, reference phase")
+    scores = {name: [] for name in names}
+    rate = model.sample_rate
+    for i in _clips(corpus, clips):
+        ref = _crop(model, corpus, i, seconds)
+        with torch.no_grad():
+            outputs = _phase_outputs(model, ref)
+        r = ref[0, 0].numpy()
+        for name, out in zip(names, outputs):
+            scores[name].append((_score(pesq, r, out[0].numpy(), rate), _score(stoi, r, out[0].numpy(), rate)))
+    lines = ["| audio | PESQ-WB | STOI |", "|---|---:|---:|"]
+    for name, values in scores.items():
+        p, s = np.nanmean(np.array(values, dtype=float), axis=0)
+        lines.append(f"| {name} | {p:.2f} | {s:.3f} |")
+    return "\n".join(lines)
+
+
+def _score(metric, ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
+    try:
+        return metric(ref, deg, rate)
+    except NotComputable:
+        return float("nan")
+
+
+def _pitch_row(name: str, a: torch.Tensor, va: torch.Tensor, b: torch.Tensor, vb: torch.Tensor) -> str:
+    both = va & vb
+    disagree = f"{float((va != vb).float().mean()):.1%}"
+    if not both.any():  # no hop voiced in both: no pitch to compare
+        return f"| {name} | 0 | - | - | - | {disagree} |"
+    cents = (1200 * torch.log2(a[both] / b[both])).abs()
+    return (f"| {name} | {int(both.sum())} | {float(cents.median()):.1f} | {float(torch.quantile(cents, 0.95)):.1f} | "
+            f"{float((cents < 50).float().mean()):.1%} | {disagree} |")
+
+
+def pitch(model, corpus: Corpus, clips: int, seconds: float) -> str:
+    cfg, rate = model.config, model.sample_rate
+    offsets = analysis_centres(cfg.hop_length, cfg.frame_size, 960)
+    found, coded, heard = [], [], []
+    for i in _clips(corpus, clips):
+        wav = _crop(model, corpus, i, seconds)
+        with torch.no_grad():
+            codes = model.encode_prepared(wav)
+            decoded = model.decode(codes)
+        found.append(causal_yin(wav, cfg.hop_length, cfg.frame_size, rate))
+        f0 = model.pitch.decode(codes[:, :PITCH_CODEBOOKS], offsets)
+        coded.append((f0, f0 > 0))
+        heard.append(causal_yin(decoded, cfg.hop_length, cfg.frame_size, rate))
+
+    def cat(pairs, j):
+        return torch.cat([p[j].flatten() for p in pairs])
+
+    return "\n".join([
+        "| comparison | voiced hops (both) | median error, cents | 95th percentile, cents | within 50 cents "
+        "| voicing disagreement |", "|---|---:|---:|---:|---:|---:|",
+        _pitch_row("coded contour vs the input's estimate", cat(coded, 0), cat(coded, 1), cat(found, 0), cat(found, 1)),
+        _pitch_row("decoded audio vs the input", cat(heard, 0), cat(heard, 1), cat(found, 0), cat(found, 1))])
+
+
+def rvq(model, corpus: Corpus, clips: int, seconds: float | None) -> str:
+    depths = [n for n in RVQ_DEPTHS if n <= model.quantizer.n_codebooks]
+    errors, power = torch.zeros(len(depths)), 0.0
+    with torch.no_grad():
+        for i in range(min(clips, len(corpus))):
+            latent = model.encoder(_crop(model, corpus, i, seconds))
+            power += float(latent.pow(2).sum())
+            for j, n in enumerate(depths):
+                quantized = model.quantizer.decode(model.quantizer.encode(latent, n))
+                errors[j] += float((latent - quantized).pow(2).sum())
+    return "\n".join(["| latent stages | " + " | ".join(str(n) for n in depths) + " |",
+                      "|---" * (len(depths) + 1) + "|",
+                      "| relative latent error | " + " | ".join(f"{(e / power) ** 0.5:.3f}" for e in errors) + " |"])
+
+
+def stream(model, corpus: Corpus, clips: int | None, seconds: float) -> str:
+    rate = model.sample_rate
+    parts, total, i = [], 0, 0
+    while total < seconds * rate and i < len(corpus):
+        parts.append(corpus.audio(i))
+        total += len(parts[-1])
+        i += 1
+    wav = torch.from_numpy(np.concatenate(parts)[: int(seconds * rate)])
+    codes = model.encode(wav, corpus.sample_rate)
+    offline = model.decode(codes)[0, 0]
+    with model.streaming(batch_size=1) as s:
+        streamed = torch.cat([s.decode(codes[..., f: f + 1]) for f in range(codes.shape[-1])]
+                             + [s.flush_decode()], -1)[0, 0]
+    lines = ["| span | max difference / peak | SNR of streamed vs offline, dB |", "|---|---:|---:|"]
+    for name, n in (("first 10 s", 10 * rate), (f"all {len(offline) / rate:.0f} s", len(offline))):
+        diff, ref = (streamed[:n] - offline[:n]).double(), offline[:n].double()
+        snr = 10 * np.log10(float(ref.square().sum()) / max(float(diff.square().sum()), 1e-30))
+        lines.append(f"| {name} | {float(diff.abs().max() / ref.abs().max()):.1e} | {snr:.1f} |")
+    return "\n".join(lines)
+
+
+MEASUREMENTS = {"phase": phase, "pitch": pitch, "rvq": rvq, "stream": stream}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("what", choices=list(MEASUREMENTS))
+    p.add_argument("corpus", help="a folder written by `codec data prepare`")
+    p.add_argument("--model", default=None, help="shipped model name or checkpoint folder (default: the shipped model)")
+    p.add_argument("--split", default="test", help="the corpus split to read (default test)")
+    p.add_argument("--clips", type=int, default=None,
+                   help="clips spread over the split (default: phase 8, pitch and rvq 16; stream: all it needs)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="audio read from each clip (default 6; rvq: whole clips), or in all for stream (default 60)")
+
+
+def run(args) -> int:
+    from .checkpoint import load
+
+    clips, seconds = DEFAULTS[args.what]
+    clips = args.clips if args.clips is not None else clips
+    seconds = args.seconds if args.seconds is not None else seconds
+    model = load(args.model).eval()
+    print(MEASUREMENTS[args.what](model, Corpus(args.corpus, args.split), clips, seconds))
+    return 0

@@ -1,0 +1,121 @@
+"""A training recipe: every hyper-parameter of a run, with typed defaults, read from YAML.
+
+A recipe file names only what differs from these defaults; an unknown key is an error naming it. The run
+copies the whole recipe beside each checkpoint (`Recipe.to_dict`), so what trained a model is on record.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class Augment:
+    """Random changes to each training crop; input and target alike (`codec.train.batches.augment_crop`)."""
+
+    gain_db: float = 7.0  # loudness drawn uniformly in loudness_db +- gain_db: the model meets every level
+    noise_prob: float = 0.0  # share of crops given white noise at a random SNR
+    noise_snr_db: list[float] = field(default_factory=lambda: [30.0, 50.0])  # mild: audible only in pauses
+    bandlimit_prob: float = 0.0  # share of crops low-passed at a random cutoff
+    bandlimit_hz: list[float] = field(default_factory=lambda: [4000.0, 11000.0])
+
+
+@dataclass
+class DataRecipe:
+    corpus: str | None = None  # a folder written by `codec data prepare`
+    crop_frames: int = 16  # codec frames per training crop
+    valid_clips: int = 32  # held-out clips validated at every validation
+    workers: int = 0  # data-loading processes (0: in the training process)
+    loudness_db: float = -23.0  # the level crops are normalized to (before the random gain)
+    augment: Augment = field(default_factory=Augment)
+
+
+@dataclass
+class TrainRecipe:
+    steps: int = 20000
+    batch_size: int = 16  # the global batch: split evenly over the processes
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.8, 0.99])
+    weight_decay: float = 0.0
+    warmup: int = 500
+    min_lr_ratio: float = 0.1  # cosine decay ends at this share of lr
+    grad_clip: float = 1.0
+    bf16: bool = True
+    seed: int = 0
+    threads: int = 2
+    device: str = "cpu"  # cpu, cuda or auto (cuda when available)
+    # Losses on the decoded log magnitudes against the input's STFT in the same framing (codec.train.losses).
+    mel_weight: float = 15.0
+    log_weight: float = 5.0
+    convergence_weight: float = 5.0
+    commitment_weight: float = 0.25
+    codebook_weight: float = 1.0
+    residual_weight: float = 1.0  # each RVQ stage fits its residual (codec.nn.quantizer)
+    quantize_from: int = 0  # before this step the decoder gets the unquantized latent (the codebooks still learn)
+    ema_decay: float | None = None  # e.g. 0.999: validate, keep best and export the EMA weights; None = off
+    quantizer_dropout: float = 0.5  # share of each batch coded with a random prefix of the stages (DAC)
+    reseed_every: int = 100  # dead-code re-seeding period, in steps
+    reseed_threshold: float = 0.05  # entries used below this share of a uniform use are re-seeded
+    codebook_rate: float = 0.1  # picked entries move this far towards their batch centroid per step (k-means)
+    quantizer_decoder_grad: bool = True  # false: the decoder's gradient stops at the quantizer
+    log_every: int = 25
+    valid_every: int = 500
+    save_every: int = 250
+    valid_pesq_clips: int = 4  # PESQ / STOI on this many valid clips per validation (0 = off)
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Recipe:
+    model: dict = field(default_factory=dict)  # `codec.config.CodecConfig` fields that differ from its defaults
+    data: DataRecipe = field(default_factory=DataRecipe)
+    train: TrainRecipe = field(default_factory=TrainRecipe)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Recipe":
+        """A recipe from nested dicts; absent keys keep their defaults, unknown keys are a ValueError."""
+        return _build(cls, data or {})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: dict) -> "Recipe":
+        """A copy with some keys of some sections changed: `recipe.replace(train={"steps": 8})`."""
+        merged = self.to_dict()
+        for name, values in sections.items():
+            merged[name] = {**merged[name], **values} if name != "model" else values
+        return Recipe.from_dict(merged)
+
+
+def _build(cls, data: dict):
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a mapping of {cls.__name__} keys, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown recipe key {unknown[0]!r}; known: {', '.join(fields)}")
+    values = {}
+    for name, value in data.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING \
+            else fields[name].default
+        values[name] = _build(type(default), value) if dataclasses.is_dataclass(default) else value
+    return cls(**values)
+
+
+def recipe_name(path: str | Path) -> str:
+    """`folder/file` of a recipe file (`debian-speech/default`): what names it wherever a run is read, unlike
+    its path, which means something on one machine only."""
+    path = Path(path).resolve()
+    return f"{path.parent.name}/{path.stem}"
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    try:
+        return Recipe.from_dict(yaml.safe_load(path.read_text()))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None

@@ -1,0 +1,112 @@
+"""One training step of the codec: decoded log magnitudes against the input's, plus the VQ losses; the
+learning-rate schedule, the per-step seed, and the weights' moving average."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+
+from ..config import CodecConfig
+from ..model import Codec
+from .losses import MagnitudeLoss, MultiScaleMelLoss
+from .recipe import Recipe, TrainRecipe
+
+
+def lr_at(step: int, t: TrainRecipe, lr: float | None = None) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr at the last step."""
+    lr = t.lr if lr is None else lr
+    if step < t.warmup:
+        return lr * (step + 1) / t.warmup
+    progress = min(1.0, (step - t.warmup) / max(1, t.steps - t.warmup))
+    return lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of one step on one rank: dropout and re-seeding draws depend on nothing else."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+class Trainer:
+    """One training step of the codec: decoded log magnitudes against the input's, plus the VQ losses.
+
+    `step(wav, step)` takes this process's batch wav (B, 1, T), T a multiple of the frame size, and returns
+    float metrics. No waveform is made: the phase is computed at decoding time (codec.nn.phase), so the
+    magnitudes are the whole target. Under DDP the net is wrapped; `model` is always the bare module.
+    """
+
+    def __init__(self, recipe: Recipe, device: torch.device, ddp: bool = False):
+        t = recipe.train
+        self.t, self.device = t, device
+        cfg = CodecConfig.from_dict({**CodecConfig().to_dict(), **recipe.model})
+        self.model = Codec(cfg).to(device).train()
+        vq = self.model.quantizer  # plain attributes, not weights: the state_dict keys stay as shipped
+        vq.dropout_prob, vq.reseed_every, vq.reseed_threshold, vq.codebook_rate = \
+            float(t.quantizer_dropout), int(t.reseed_every), float(t.reseed_threshold), float(t.codebook_rate)
+        vq.decoder_grad = bool(t.quantizer_decoder_grad)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=tuple(t.betas),
+                                     weight_decay=t.weight_decay)
+        self.mel = MultiScaleMelLoss(cfg.sample_rate).to(device)  # validation, on decoded audio
+        self.magnitude = MagnitudeLoss(cfg.synthesis_fft, cfg.sample_rate).to(device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if t.ema_decay else None
+        self.net = self.model
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.net = DDP(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.t.bf16))
+
+    def step(self, wav: torch.Tensor, step: int) -> dict:
+        t = self.t
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(step, t)
+        vq = self.model.quantizer
+        reseed_due = (int(vq.calls) + 1) % vq.reseed_every == 0  # this forward re-seeds dead codes
+        before = vq.codebooks.detach().clone() if reseed_due else None
+        with self.autocast():
+            log_mag, q = self.net(wav, quantize=step >= t.quantize_from)
+        # Only re-seeding changes codebooks in a forward pass: count the entries it replaced (on rank 0,
+        # whose codebooks the other ranks adopt).
+        reseeded = int((vq.codebooks.detach() != before).any(dim=-1).sum()) if reseed_due else None
+        with torch.no_grad():
+            target = self.model.target_magnitudes(wav)
+        terms = self.magnitude(log_mag.float(), target)  # float32: log spectra of bf16 lose the quiet bins
+        loss = t.mel_weight * terms["mel"] + t.log_weight * terms["log"] \
+            + t.convergence_weight * terms["convergence"] + t.commitment_weight * q.commitment_loss \
+            + t.codebook_weight * q.codebook_loss + t.residual_weight * q.residual_loss
+        out = dict(terms)
+        if reseeded is not None:
+            out["reseeded"] = reseeded
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.opt.step()
+        self._sync_reseeded_codes()
+        if self.ema is not None:
+            self._update_ema()
+        out.update(loss=loss, commit=q.commitment_loss, codebook=q.codebook_loss, residual=q.residual_loss,
+                   grad_norm=grad_norm, perplexity_mean=q.perplexity.mean(), perplexity_min=q.perplexity.min())
+        return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
+
+    def _sync_reseeded_codes(self) -> None:
+        """Dead codes are re-seeded from each rank's own batch: take rank 0's so the replicas stay equal."""
+        vq = self.model.quantizer
+        if self.net is not self.model and int(vq.calls) % vq.reseed_every == 0:
+            torch.distributed.broadcast(vq.codebooks.data, 0)
+            torch.distributed.broadcast(vq.usage, 0)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = float(self.t.ema_decay)
+        for e, p in zip(self.ema.parameters(), self.model.parameters()):
+            e.lerp_(p, 1 - d)
+        for e, b in zip(self.ema.buffers(), self.model.buffers()):
+            e.copy_(b)  # usage statistics and counters are not averaged
+        self.ema._weights_changed()
+
+    @property
+    def eval_model(self) -> Codec:
+        return self.ema if self.ema is not None else self.model

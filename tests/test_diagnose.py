@@ -1,0 +1,45 @@
+"""`codec diagnose`: each measurement runs on a corpus split and prints its table."""
+import re
+
+import pytest
+
+import codec
+from codec.cli import main
+
+from test_train import make_corpus
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_model):
+    root = tmp_path_factory.mktemp("diagnose")
+    codec.save_pretrained(tiny_model, root / "ckpt")
+    return make_corpus(root / "corpus", n_train=1, n_valid=2, seconds=1.0), root / "ckpt"
+
+
+def _run(capsys, setup, *args: str) -> str:
+    corpus, ckpt = setup
+    assert main(["diagnose", *args[:1], str(corpus), "--model", str(ckpt), "--split", "valid", *args[1:]]) == 0
+    return capsys.readouterr().out
+
+
+def test_rvq_error_at_each_depth(capsys, setup):
+    out = _run(capsys, setup, "rvq", "--clips", "2")
+    assert out.startswith("| latent stages | 1 | 2 | 4 | 6 | 15 | 35 |")
+    errors = [float(x) for x in re.findall(r"\d+\.\d{3}", out.splitlines()[-1])]
+    assert len(errors) == 6 and all(0 < e < 2 for e in errors), out  # relative errors of an untrained model
+
+
+def test_stream_drift_is_float_rounding(capsys, setup):
+    out = _run(capsys, setup, "stream", "--seconds", "2")
+    rows = [line for line in out.splitlines() if line.startswith(("| first", "| all"))]
+    assert len(rows) == 2
+    assert all(float(row.split("|")[3]) > 60 for row in rows), out  # streamed equals offline to rounding
+
+
+def test_pitch_and_phase_print_their_tables(capsys, setup):
+    out = _run(capsys, setup, "pitch", "--clips", "2", "--seconds", "1")
+    assert "| coded contour vs the input's estimate |" in out and "| decoded audio vs the input |" in out
+    out = _run(capsys, setup, "phase", "--clips", "1", "--seconds", "1")
+    names = ["decoded", "decoded, RTPGHI alone", "reference magnitude, computed phase",
+             "decoded magnitude, reference phase"]
+    assert [line.split("|")[1].strip() for line in out.splitlines()[2:]] == names
