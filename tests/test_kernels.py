@@ -29,7 +29,7 @@ from codec.kernels import reference  # noqa: E402
 from codec.kernels import triton_backend as tb  # noqa: E402
 
 from kernel_inputs import (  # noqa: E402
-    TIE_MARGIN, close, nan_like, reference_margins, rvq_params, separated_rows, spy, sqrt_hann)
+    ATOL, RTOL, TIE_MARGIN, close, nan_like, reference_margins, rvq_params, separated_rows, spy, sqrt_hann)
 
 
 @pytest.fixture(scope="module", autouse=True)
