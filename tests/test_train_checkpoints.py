@@ -7,10 +7,11 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from codec import Codec, CodecConfig
+from codec.checkpoint import load, save_pretrained
 from codec.train import Recipe, Trainer, train
-from codec.checkpoint import save_pretrained
 
-from test_train import make_corpus, tiny_recipe
+from test_train import TINY_MODEL, make_corpus, tiny_recipe
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +92,25 @@ def test_export_of_a_run_with_ema_ships_the_ema_weights(tmp_path, corpus):
                            load(run / "checkpoint").state_dict()["decoder.head.proj.weight"])  # not the raw weights
     assert model.config.training["exported"] == "last checkpoint (EMA weights)"
     assert model.config.training["steps"] == 2
+
+
+def test_a_new_run_starts_from_given_weights_and_grows_the_decoder(tmp_path, corpus):
+    source = Codec(CodecConfig(**{**TINY_MODEL, "name": "tiny-source"}))
+    save_pretrained(source, tmp_path / "source")
+    deeper = {**TINY_MODEL, "decoder_depths": [1, 3]}
+    recipe = tiny_recipe(corpus, steps=1, lr=0.0, init=str(tmp_path / "source"), valid_every=100)
+    recipe = recipe.replace(model=deeper)
+    lines = []
+    train(recipe, tmp_path / "run", log=lines.append)
+    assert any("starting from" in line and "decoder.hop_blocks.2" in line and "decoder.hop_blocks.1" not in line
+               for line in lines), lines
+    grown = load(tmp_path / "run" / "checkpoint")
+    assert grown.config.decoder_depths == (1, 3)
+    grown_params = dict(grown.named_parameters())
+    for name, value in source.named_parameters():
+        if not name.startswith("quantizer.codebooks"):  # lr 0 keeps each as copied; codebooks take k-means steps
+            assert torch.equal(grown_params[name], value), name
+    # A resumed run keeps its own weights: init only seeds a new one.
+    lines.clear()
+    train(recipe.replace(train={"steps": 2}), tmp_path / "run", log=lines.append)
+    assert not any("starting from" in line for line in lines)

@@ -23,7 +23,7 @@ from ..model import Codec
 from ..progress import progress_bar
 from .batches import StepBatches, valid_crops
 from .recipe import Recipe, load_recipe, recipe_name
-from .state import load_state, save_state, write_recipe
+from .state import load_state, save_state, start_from, write_recipe
 from .trainer import Trainer, lr_at, step_seed
 from .validation import BEST_RECORD, best_valid, evaluate, log_media
 
@@ -144,7 +144,10 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
     torch.set_num_threads(t.threads)
     trainer = Trainer(recipe, device, ddp=world > 1)
     model = trainer.model
-    meta = load_state(trainer, out / "checkpoint", log=log if main_rank else (lambda s: None))
+    rank_log = log if main_rank else (lambda s: None)
+    meta = load_state(trainer, out / "checkpoint", log=rank_log)
+    if not meta and t.init is not None:
+        start_from(trainer, t.init, log=rank_log)
     step, wall_before = int(meta.get("step", 0)), float(meta.get("wall_s", 0.0))
     crop = d.crop_frames * model.frame_size
     end = t.steps if max_steps is None else min(t.steps, step + max_steps)

@@ -36,6 +36,9 @@ class DataRecipe:
 @dataclass
 class TrainRecipe:
     steps: int = 20000
+    # Weights a new run starts from (a packaged name or a checkpoint folder): tensors whose name and shape
+    # match are copied, the rest keep their initialization. None = from scratch. A resumed run ignores it.
+    init: str | None = None
     batch_size: int = 16  # the global batch: split evenly over the processes
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.8, 0.99])

@@ -107,3 +107,20 @@ def load_state(trainer: Trainer, ckpt: Path, log=print) -> dict:
             trainer.ema.load_state_dict(trainer.model.state_dict())
             log(f"resuming {ckpt} at step {meta['step']}; starting fresh: EMA (from the current weights)")
     return meta
+
+
+def start_from(trainer: Trainer, weights: str, log=print) -> None:
+    """A new run's model from `weights` (a packaged name or a checkpoint folder): every tensor whose name
+    and shape match is copied; the others (layers the recipe adds or resizes) keep their initialization,
+    and `log` names them. The optimizer starts fresh."""
+    source = load(weights).state_dict()
+    target = trainer.model.state_dict()
+    copied = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    if not copied:
+        raise ValueError(f"{weights}: no tensor fits the recipe's model")
+    trainer.model.load_state_dict(copied, strict=False)
+    if trainer.ema is not None:
+        trainer.ema.load_state_dict(trainer.model.state_dict())
+    fresh = sorted({k.rsplit(".", 1)[0] for k in target if k not in copied})
+    log(f"starting from {weights}: {len(copied)} of {len(target)} tensors copied"
+        + (f"; initialized fresh: {', '.join(fresh)}" if fresh else ""))
