@@ -105,59 +105,68 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
     for n in range(hops):
         cur = log_mag[n]
         before = prev_log if n == 0 else log_mag[n - 1]
+        after = log_mag[n + 1] if (n + 1) % block else cur  # a block's last hop: backward difference
         last_phase = prev_phase if n == 0 else phase[n - 1]
-        last_of_block = (n + 1) % block == 0
-        top = cur.max()
-        size, left = 0, 0
         _peak_frequencies(cur, peaks)
         for k in range(bins):
             omega[k] = 2 * np.pi * hop * peaks[k] / n_fft
-            if last_of_block:
-                dphi[k] = f_coef * (cur[k] - before[k])
-            else:
-                dphi[k] = f_coef * 0.5 * (log_mag[n + 1, k] - before[k])
-            if cur[k] > top - floor:
-                done[k] = False
-                left += 1
-            else:  # too quiet to matter: follow the bin's own frequency
-                phase[n, k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
-                done[k] = True
-            if before[k] > top - floor:
-                size = _push(keys, items, size, before[k], k + bins)
-        while left > 0:
-            if size == 0:
-                # Nothing loud before (an onset): start from the loudest bin still open.
-                best, best_k = -np.inf, -1
-                for k in range(bins):
-                    if not done[k] and cur[k] > best:
-                        best, best_k = cur[k], k
-                phase[n, best_k] = last_phase[best_k] + 0.5 * (omega_prev[best_k] + omega[best_k])
-                done[best_k] = True
-                left -= 1
-                size = _push(keys, items, size, cur[best_k], best_k)
-                continue
-            item = items[0]
-            size = _pop(keys, items, size)
-            if item >= bins:  # from the previous hop: integrate along time
-                k = item - bins
-                if not done[k]:
-                    phase[n, k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
-                    done[k] = True
-                    left -= 1
-                    size = _push(keys, items, size, cur[k], k)
-            else:  # from this hop: integrate along frequency to both neighbours
-                k = item
-                for j in (k - 1, k + 1):
-                    if 0 <= j < bins and not done[j]:
-                        step = 0.5 * (dphi[k] + dphi[j])
-                        phase[n, j] = phase[n, k] + (step if j > k else -step)
-                        done[j] = True
-                        left -= 1
-                        size = _push(keys, items, size, cur[j], j)
+            dphi[k] = f_coef * (cur[k] - before[k] if (n + 1) % block == 0 else 0.5 * (after[k] - before[k]))
+        _integrate_hop(cur, before, last_phase, phase[n], omega_prev, omega, dphi, done, keys, items,
+                       cur.max() - floor)
         for k in range(bins):
             phase[n, k] = np.remainder(phase[n, k], 2 * np.pi)  # keeps the running sum's digits over hours
             omega_prev[k] = omega[k]
     return phase
+
+
+@numba.njit(cache=True)
+def _integrate_hop(cur: np.ndarray, before: np.ndarray, last_phase: np.ndarray, out: np.ndarray,
+                   omega_prev: np.ndarray, omega: np.ndarray, dphi: np.ndarray, done: np.ndarray, keys: np.ndarray,
+                   items: np.ndarray, audible: float) -> None:
+    """One hop's phases into `out` (K,): from the previous hop along time (omega_prev, omega: phase
+    advance per hop) and along frequency (dphi: phase step per bin), loudest first; bins at or under
+    `audible` follow their own frequency."""
+    bins = cur.shape[0]
+    size, left = 0, 0
+    for k in range(bins):
+        if cur[k] > audible:
+            done[k] = False
+            left += 1
+        else:  # too quiet to matter: follow the bin's own frequency
+            out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
+            done[k] = True
+        if before[k] > audible:
+            size = _push(keys, items, size, before[k], k + bins)
+    while left > 0:
+        if size == 0:
+            # Nothing loud before (an onset): start from the loudest bin still open.
+            best, best_k = -np.inf, -1
+            for k in range(bins):
+                if not done[k] and cur[k] > best:
+                    best, best_k = cur[k], k
+            out[best_k] = last_phase[best_k] + 0.5 * (omega_prev[best_k] + omega[best_k])
+            done[best_k] = True
+            left -= 1
+            size = _push(keys, items, size, cur[best_k], best_k)
+            continue
+        item = items[0]
+        size = _pop(keys, items, size)
+        if item >= bins:  # from the previous hop: integrate along time
+            k = item - bins
+            if not done[k]:
+                out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
+                done[k] = True
+                left -= 1
+                size = _push(keys, items, size, cur[k], k)
+        else:  # from this hop: integrate along frequency to both neighbours
+            k = item
+            for j in (k - 1, k + 1):
+                if 0 <= j < bins and not done[j]:
+                    step = 0.5 * (dphi[k] + dphi[j])
+                    out[j] = out[k] + (step if j > k else -step)
+                    done[j] = True
+                    left -= 1
+                    size = _push(keys, items, size, cur[j], j)
 
 
 class PhaseState:

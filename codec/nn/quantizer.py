@@ -25,6 +25,28 @@ class QuantizerOutput:
 
 
 class ResidualVQ(nn.Module):
+    """Residual vector quantizer: `n_codebooks` stages, each projecting the residual it is given to
+    `codebook_dim` dimensions, picking the nearest entry by cosine, and projecting it back.
+
+    How it learns (forward): the encoder gets the straight-through identity (quantized = latent +
+    sg(q - latent)) and a commitment pull towards its quantization. Each stage sees a detached residual,
+    so no gradient runs down the residual chain (through it, gradients grew ~1e7-fold at initialization).
+    Stage projections learn from the decoder through per-stage straight-through estimates, and from
+    `residual_loss`: each stage's out-projected code must fit the residual it was given; without that term
+    nothing ties the sum of the stages to the latent, and later stages stop coding anything.
+
+    With `decoder_grad` off, the decoder's gradient stops at the quantizer's output: the stages then learn
+    only from `residual_loss`, the commitment and codebook terms and the k-means steps, and keep coding the
+    latent. With it on, the decoder's far larger loss also moves the stage projections, and on the
+    source-filter decoder that pulls the stages off their residuals.
+
+    Entries move towards the mean of the projected residuals they were picked for, by `codebook_rate` per
+    step (online k-means, as SoundStream's EMA codebooks), besides any gradient: Adam moves a parameter by
+    about lr per step whatever its scale, far too slowly for entries that must follow a latent whose scale
+    changes by 10x while training. Every loss is relative to the latent's power, so that scale is neither
+    rewarded nor punished.
+    """
+
     def __init__(self, dim: int, n_codebooks: int, codebook_size: int, codebook_dim: int,
                  dropout_prob: float = 0.5, reseed_every: int = 100, reseed_threshold: float = 0.05,
                  codebook_rate: float = 0.1, decoder_grad: bool = True):
@@ -84,35 +106,11 @@ class ResidualVQ(nn.Module):
     def forward(self, latent: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
         """Training path. In training mode, with probability `dropout_prob` an item keeps only a random
         prefix of the stages (quantizer dropout), so any prefix decodes; `n_codebooks` fixes the depth for
-        every item instead (also in training mode).
-
-        Gradients: the encoder gets the straight-through identity (quantized = latent + sg(q - latent))
-        and a commitment pull towards its quantization. Each stage sees a detached residual, so no gradient
-        runs down the 37-stage residual chain (through it, gradients grew ~1e7-fold at initialization).
-        Stage projections learn from the decoder through per-stage straight-through estimates, and from
-        `residual_loss`: each stage's out-projected code must fit the residual it was given. Without that
-        term nothing ties the sum of the stages to the latent, and later stages stopped coding anything
-        (trained without it, 37 stages left 93 % of the latent's norm as error, no better than 1).
-
-        With `decoder_grad` off, the decoder's gradient stops at the quantizer's output: the stages then learn
-        only from `residual_loss`, the commitment and codebook terms and the k-means steps, and keep coding the
-        latent. With it on, the decoder's far larger loss also moves the stage projections, and on the
-        source-filter decoder that pulled the stages off their residuals step after step (the relative VQ
-        losses grew from 0.03 to 0.5 over 2000 steps, and the first stages coded the latent worse than zero).
-
-        Entries move towards the mean of the projected residuals they were picked for, by `codebook_rate`
-        per step (online k-means, as SoundStream's EMA codebooks), besides any gradient: Adam moves a
-        parameter by about lr per step whatever its scale, far too slowly for entries that must follow a
-        latent whose scale changes by 10x while training. Every loss is relative to the latent's power, so
-        that scale is neither rewarded nor punished.
-        """
+        every item instead (also in training mode). How each part learns: the class docstring."""
         batch, dim, frames = latent.shape
         x = latent.transpose(1, 2).float()  # (B, F, D)
         n = self._check_depth(n_codebooks)
-        depth = torch.full((batch,), n, device=x.device)
-        if self.training and n_codebooks is None and self.dropout_prob > 0:
-            drop = torch.rand(batch, device=x.device) < self.dropout_prob
-            depth = torch.where(drop, torch.randint(1, n + 1, (batch,), device=x.device), depth)
+        depth = self._depths(batch, n, dropout=self.training and n_codebooks is None, device=x.device)
         residual, quantized = x.detach(), torch.zeros_like(x)
         stage_commitment = codebook_loss = residual_loss = x.new_zeros(())
         power = x.detach().pow(2).mean().clamp_min(1e-8)
@@ -142,18 +140,20 @@ class ResidualVQ(nn.Module):
             self._follow_centroids(centroids)
             self._maybe_reseed(samples)
         commitment = (stage_commitment + (x - quantized.detach()).pow(2).mean()) / power
-        codebook_loss, residual_loss = codebook_loss / power, residual_loss / power
         if not self.decoder_grad:  # the stages learn only from their own losses; the decoder's reaches the encoder
             quantized = quantized.detach()
         quantized = quantized + (x - x.detach())  # value unchanged; identity gradient to the encoder
-        return QuantizerOutput(
-            quantized=quantized.transpose(1, 2).to(latent.dtype),
-            codes=torch.stack(codes, dim=1),
-            commitment_loss=commitment,
-            codebook_loss=codebook_loss,
-            residual_loss=residual_loss,
-            perplexity=torch.stack(perplexity),
-        )
+        return QuantizerOutput(quantized=quantized.transpose(1, 2).to(latent.dtype), codes=torch.stack(codes, dim=1),
+                               commitment_loss=commitment, codebook_loss=codebook_loss / power,
+                               residual_loss=residual_loss / power, perplexity=torch.stack(perplexity))
+
+    def _depths(self, batch: int, n: int, dropout: bool, device) -> torch.Tensor:
+        """(batch,) stages each item keeps: n, or with quantizer dropout a random prefix for some items."""
+        depth = torch.full((batch,), n, device=device)
+        if dropout and self.dropout_prob > 0:
+            drop = torch.rand(batch, device=device) < self.dropout_prob
+            depth = torch.where(drop, torch.randint(1, n + 1, (batch,), device=device), depth)
+        return depth
 
     @staticmethod
     def _perplexity(counts: torch.Tensor) -> torch.Tensor:
