@@ -2,9 +2,10 @@
 printed as a Markdown table.
 
     phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same
-            without the Griffin-Lim passes after RTPGHI, the reference's magnitudes with the computed phase
-            (the phase's ceiling), the decoded magnitudes with the reference's phase (the magnitudes'
-            ceiling); PESQ-WB and STOI, averaged over the clips.
+            with RTPGHI's phases in every bin (none locked to the harmonics), the same without the
+            Griffin-Lim passes, the reference's magnitudes with the computed phase (the phase's ceiling),
+            the decoded magnitudes with the reference's phase (the magnitudes' ceiling); PESQ-WB and
+            STOI, averaged over the clips.
     pitch   how well the pitch is coded and heard: the coded contour against the encoder's estimate, and the
             estimate on the decoded audio against the input's, in cents on hops both call voiced (median,
             95th percentile, share within 50 cents) and the share of hops whose voicing disagrees.
@@ -52,9 +53,10 @@ def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch
 
 
 def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
-    """The four rebuilt versions of `ref` (1, 1, T) that `phase` scores, each (1, T)."""
+    """The rebuilt versions of `ref` (1, 1, T) that `phase` scores, each (1, T)."""
     codes = model.encode_prepared(ref)
     decoded = model.decode(codes)[:, 0]
+    unlocked = model.synthesis(model.magnitudes(codes))  # no voicing: RTPGHI's phases in every bin
     iterations = model.synthesis.iterations
     model.synthesis.iterations = 0
     try:
@@ -63,12 +65,12 @@ def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
         model.synthesis.iterations = iterations
     computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
     swapped = _with_phase(model, torch.exp(model.magnitudes(codes)), ref)
-    return [decoded, plain, computed, swapped]
+    return [decoded, unlocked, plain, computed, swapped]
 
 
 def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
-    names = ("decoded", "decoded, RTPGHI alone", "reference magnitude, computed phase",
-             "decoded magnitude, reference phase")
+    names = ("decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
+             "reference magnitude, computed phase", "decoded magnitude, reference phase")
     scores = {name: [] for name in names}
     rate = model.sample_rate
     for i in _clips(corpus, clips):

@@ -40,6 +40,6 @@ def test_pitch_and_phase_print_their_tables(capsys, setup):
     out = _run(capsys, setup, "pitch", "--clips", "2", "--seconds", "1")
     assert "| coded contour vs the input's estimate |" in out and "| decoded audio vs the input |" in out
     out = _run(capsys, setup, "phase", "--clips", "1", "--seconds", "1")
-    names = ["decoded", "decoded, RTPGHI alone", "reference magnitude, computed phase",
-             "decoded magnitude, reference phase"]
+    names = ["decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
+             "reference magnitude, computed phase", "decoded magnitude, reference phase"]
     assert [line.split("|")[1].strip() for line in out.splitlines()[2:]] == names
