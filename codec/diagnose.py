@@ -1,4 +1,4 @@
-"""`codec diagnose phase|pitch|rvq|stream CORPUS`: measurements of the model's parts on a corpus split, each
+"""`codec diagnose phase|head|pitch|rvq|stream CORPUS`: measurements of the model's parts on a corpus split, each
 printed as a Markdown table.
 
     phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same
@@ -6,6 +6,10 @@ printed as a Markdown table.
             Griffin-Lim passes, the reference's magnitudes with the computed phase (the phase's ceiling),
             the decoded magnitudes with the reference's phase (the magnitudes' ceiling); PESQ-WB and
             STOI, averaged over the clips.
+    head    is it the network or the head's form? The decoder's source-filter head (an envelope and a
+            harmonic share per hop) fitted directly to each clip's magnitudes, beside the network's
+            output from the quantized and the unquantized latent, and the two halves swapped between fit
+            and network; log-magnitude L1, PESQ-WB and STOI.
     pitch   how well the pitch is coded and heard: the coded contour against the encoder's estimate, and the
             estimate on the decoded audio against the input's, in cents on hops both call voiced (median,
             95th percentile, share within 50 cents) and the share of hops whose voicing disagrees.
@@ -28,7 +32,8 @@ from .nn.pitch import analysis_centres, causal_yin
 
 RVQ_DEPTHS = (1, 2, 4, 6, 15, 35)  # latent stages: with the pitch slots, 3, 4, 6, 8, 17 and 37 codebooks
 # what each measurement reads by default: clips spread over the split, seconds of each (stream: in all)
-DEFAULTS = {"phase": (8, 6.0), "pitch": (16, 6.0), "rvq": (16, None), "stream": (None, 60.0)}
+DEFAULTS = {"phase": (8, 6.0), "head": (6, 6.0), "pitch": (16, 6.0), "rvq": (16, None), "stream": (None, 60.0)}
+HEAD_FIT_STEPS = 300  # Adam steps fitting the head's parameters to a clip: the fit's L1 has levelled off
 
 
 def _clips(corpus: Corpus, n: int) -> list[int]:
@@ -84,6 +89,55 @@ def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
     for name, values in scores.items():
         p, s = np.nanmean(np.array(values, dtype=float), axis=0)
         lines.append(f"| {name} | {p:.2f} | {s:.3f} |")
+    return "\n".join(lines)
+
+
+def _fit_head(model, envelope: torch.Tensor, share_logits: torch.Tensor, f0: torch.Tensor, target: torch.Tensor,
+              steps: int = HEAD_FIT_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's parameters fitted to one clip's log magnitudes (L1, Adam), from the network's."""
+    envelope, share_logits = envelope.clone().requires_grad_(), share_logits.clone().requires_grad_()
+    opt = torch.optim.Adam([envelope, share_logits], lr=0.05)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (model.decoder.head.render(envelope, share_logits, f0)[0] - target).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return envelope.detach(), share_logits.detach()
+
+
+def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(log magnitudes, audio (1, T)) of the versions of `ref` that `head` scores."""
+    codes = model.encode_prepared(ref)
+    f0 = model.decode_pitch(codes)
+    target = torch.log(model.target_magnitudes(ref) + 1e-5)
+    head = model.decoder.head
+    net = head.parameters_of(model.decoder.features(model.latent(codes), f0))
+    fit = _fit_head(model, *net, f0, target)
+    unquantized = head.parameters_of(model.decoder.features(model.encoder(ref), f0))
+    versions = [head.render(*net, f0), head.render(*unquantized, f0), head.render(*fit, f0),
+                head.render(fit[0], net[1], f0), head.render(net[0], fit[1], f0)]
+    return [(log_mag, model.synthesis(log_mag, voicing=(f0, share))) for log_mag, share in versions], target
+
+
+def head(model, corpus: Corpus, clips: int, seconds: float) -> str:
+    names = ("decoded", "decoded from the unquantized latent", "head fitted to the clip (no network)",
+             "fitted envelope, the network's harmonic share", "the network's envelope, fitted harmonic share")
+    scores = {name: [] for name in names}
+    rate = model.sample_rate
+    for i in _clips(corpus, clips):
+        ref = _crop(model, corpus, i, seconds)
+        with torch.no_grad():
+            outputs, target = _head_outputs(model, ref)
+        r = ref[0, 0].numpy()
+        for name, (log_mag, out) in zip(names, outputs):
+            deg = out[0].numpy()
+            scores[name].append((float((log_mag - target).abs().mean()), _score(pesq, r, deg, rate),
+                                 _score(stoi, r, deg, rate)))
+    lines = ["| magnitudes | log-magnitude L1 | PESQ-WB | STOI |", "|---|---:|---:|---:|"]
+    for name, values in scores.items():
+        l1, p, s = np.nanmean(np.array(values, dtype=float), axis=0)
+        lines.append(f"| {name} | {l1:.3f} | {p:.2f} | {s:.3f} |")
     return "\n".join(lines)
 
 
@@ -164,7 +218,7 @@ def stream(model, corpus: Corpus, clips: int | None, seconds: float) -> str:
     return "\n".join(lines)
 
 
-MEASUREMENTS = {"phase": phase, "pitch": pitch, "rvq": rvq, "stream": stream}
+MEASUREMENTS = {"phase": phase, "head": head, "pitch": pitch, "rvq": rvq, "stream": stream}
 
 
 def add_arguments(p) -> None:

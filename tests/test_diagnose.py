@@ -43,3 +43,13 @@ def test_pitch_and_phase_print_their_tables(capsys, setup):
     names = ["decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
              "reference magnitude, computed phase", "decoded magnitude, reference phase"]
     assert [line.split("|")[1].strip() for line in out.splitlines()[2:]] == names
+
+
+def test_the_head_fitted_to_a_clip_beats_an_untrained_network(capsys, setup):
+    out = _run(capsys, setup, "head", "--clips", "1", "--seconds", "1")
+    rows = {line.split("|")[1].strip(): [float(x) for x in line.split("|")[2:5]] for line in out.splitlines()[2:]}
+    assert list(rows) == ["decoded", "decoded from the unquantized latent", "head fitted to the clip (no network)",
+                          "fitted envelope, the network's harmonic share",
+                          "the network's envelope, fitted harmonic share"]
+    fitted, decoded = rows["head fitted to the clip (no network)"][0], rows["decoded"][0]
+    assert fitted < 0.5 * decoded, out  # the fit reaches the form's ceiling; an untrained network is far off

@@ -165,15 +165,25 @@ class SourceFilterHead(nn.Module):
         comb = lobe.square().sum(dim=-1).sqrt()
         return comb * (f0 > 0)[..., None]
 
-    def forward(self, x: torch.Tensor, f0: torch.Tensor, with_share: bool = False):
-        """-> log magnitudes; with_share, also the harmonic share of every bin (B, H * sub, bins)."""
+    def parameters_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, C, H) -> per synthesis hop, the envelope's log values at its mel points (B, H * sub, P) and
+        the harmonic share's logits per band (B, H * sub, V)."""
         out = self.proj(x.transpose(1, 2)).float()
         out = out.reshape(out.shape[0], -1, out.shape[-1] // self.sub)  # (B, H * sub, P + V)
-        envelope = out[..., : self.envelope_points] @ self.envelope_basis
-        share = torch.sigmoid(out[..., self.envelope_points:] @ self.band_basis)
+        return out[..., : self.envelope_points], out[..., self.envelope_points:]
+
+    def render(self, envelope: torch.Tensor, share_logits: torch.Tensor, f0: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's parameters (parameters_of) and f0 (B, H) -> (log magnitudes, harmonic share), each
+        (B, H, bins)."""
+        share = torch.sigmoid(share_logits @ self.band_basis)
         # 1e-3 keeps the noise floor at least -60 dB under the envelope: log(0) between harmonics has no gradient.
         mix = share * self.comb(f0) + (1.0 - share) * (1.0 - 1e-3) + 1e-3
-        log_mag = envelope + torch.log(mix)
+        return envelope @ self.envelope_basis + torch.log(mix), share
+
+    def forward(self, x: torch.Tensor, f0: torch.Tensor, with_share: bool = False):
+        """-> log magnitudes; with_share, also the harmonic share of every bin (B, H * sub, bins)."""
+        log_mag, share = self.render(*self.parameters_of(x), f0)
         return (log_mag, share) if with_share else log_mag
 
 
@@ -292,9 +302,12 @@ class Decoder(nn.Module):
         batch, _, hops = feats.shape
         return feats.reshape(batch, 2, hops // self.sub, self.sub).transpose(2, 3).reshape(batch, 2 * self.sub, -1)
 
-    def forward(self, latent: torch.Tensor, f0: torch.Tensor, with_share: bool = False):
-        """-> log magnitudes; with_share, (log magnitudes, harmonic share per bin) (SourceFilterHead)."""
+    def features(self, latent: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        """latent (B, D, F), f0 (B, F * hops) -> the head's input (B, hop_dim, F * hops_per_frame)."""
         x = self.frame_blocks(self.inp(latent))
         x = self.up(self.norm1(x)) + self.pitch(self.pitch_features(f0).to(x.dtype))
-        x = self.norm2(self.hop_blocks(x))
-        return self.head(x, f0, with_share)
+        return self.norm2(self.hop_blocks(x))
+
+    def forward(self, latent: torch.Tensor, f0: torch.Tensor, with_share: bool = False):
+        """-> log magnitudes; with_share, (log magnitudes, harmonic share per bin) (SourceFilterHead)."""
+        return self.head(self.features(latent, f0), f0, with_share)
