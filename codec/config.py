@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+WEIGHTS_DTYPES = ("float32", "float16")
 PITCH_CODEBOOKS = 2  # code slots 0 and 1 carry the pitch (codec.nn.pitch.PitchCoder); the rest the latent
 
 
@@ -35,6 +36,8 @@ class CodecConfig:
     envelope_points: int = 64  # the spectral envelope's resolution (mel-spaced points; nn.networks.SourceFilterHead)
     voicing_bands: int = 16  # bands of the harmonic-to-noise share
     lookahead: int = 0  # samples of future input any output depends on, beyond the current frame
+    # How floating-point weights are stored (float32 or float16); they are always computed with in float32.
+    weights_dtype: str = "float32"
     training: dict = field(default_factory=dict)  # how the weights were made: shown by `codec info`
 
     def __post_init__(self):
@@ -50,6 +53,8 @@ class CodecConfig:
             raise ValueError(f"n_codebooks must exceed the {PITCH_CODEBOOKS} pitch codebooks")
         if self.codebook_size > 2**16:
             raise ValueError("codebook_size above 65536 does not fit the codes file")
+        if self.weights_dtype not in WEIGHTS_DTYPES:
+            raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {self.weights_dtype!r}")
 
     @property
     def frame_rate(self) -> float:

@@ -84,7 +84,11 @@ class Codec(nn.Module):
         return self._checksum
 
     def weights_bytes(self) -> bytes:
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        """The weights as safetensors, floating-point tensors in config.weights_dtype: float16 halves the
+        file, and weights read from one come back to the same bytes, so the checksum holds."""
+        store = getattr(torch, self.config.weights_dtype)
+        state = {k: (v.to(store) if v.is_floating_point() else v).detach().cpu().contiguous()
+                 for k, v in self.state_dict().items()}
         return safetensors_bytes(state)
 
     def _weights_changed(self) -> None:

@@ -1,4 +1,5 @@
 """`codec export`: a run folder (as the trainer writes it) -> an inference checkpoint with its history."""
+import hashlib
 import json
 from pathlib import Path
 
@@ -90,3 +91,21 @@ def test_export_notes_join_the_summary_but_never_replace_it(tmp_path):
     for bad in ("steps=9", "no equals sign"):  # a clash with the summary; not KEY=TEXT
         assert main(["export", str(run), "-o", str(tmp_path / "out2"), "--note", bad]) == 2
         assert not (tmp_path / "out2").exists()
+
+
+def test_export_in_float16_halves_the_file_and_keeps_its_checksum_through_a_reload(tmp_path):
+    run, _, best = make_run(tmp_path, tmp_path / "corpus")
+    assert main(["export", str(run), "-o", str(tmp_path / "full")]) == 0
+    assert main(["export", str(run), "-o", str(tmp_path / "half"), "--weights-dtype", "float16"]) == 0
+    full, half = (tmp_path / name / "model.safetensors" for name in ("full", "half"))
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    model = codec.load(tmp_path / "half")
+    assert model.config.weights_dtype == "float16"
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # stored in half, computed in float
+    assert model.checksum == hashlib.sha256(half.read_bytes()).hexdigest()
+    save_pretrained(model, tmp_path / "again")  # the loaded weights re-stored: the same bytes
+    assert (tmp_path / "again" / "model.safetensors").read_bytes() == half.read_bytes()
+    assert codec.load(tmp_path / "again").config.name == model.config.name  # not "-derived": nothing changed
+    for (name, a), b in zip(best.state_dict().items(), model.state_dict().values()):
+        if a.is_floating_point():
+            torch.testing.assert_close(b, a.to(torch.float16).float(), rtol=0, atol=0, msg=name)

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from ..checkpoint import WEIGHTS_FILE, describe, load, save_pretrained
+from ..config import WEIGHTS_DTYPES
 from ..errors import UsageError, WeightsError
 from ..io.corpus import SUMMARY_FILE
 from .recipe import recipe_name
@@ -125,11 +126,13 @@ def _estimated_wall_hours(recipe: dict, metrics: list[dict], frame_seconds: floa
 
 
 def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, name: str | None = None,
-           recipe_path: str | Path | None = None, notes: dict[str, str] | None = None) -> Path:
+           recipe_path: str | Path | None = None, notes: dict[str, str] | None = None,
+           weights_dtype: str | None = None) -> Path:
     """Write the inference checkpoint of run `run_dir` into `out_dir`; returns `out_dir`.
 
     notes: extra training-summary entries (what the run's files cannot tell, such as a change of recipe
-    part-way); they may not replace an entry the summary already has."""
+    part-way); they may not replace an entry the summary already has. weights_dtype: how to store the
+    weights (float16 halves the file; the model still computes in float32); None keeps the run's."""
     run = Path(run_dir)
     if not run.is_dir():
         raise WeightsError(f"{run}: not a training run folder")
@@ -153,6 +156,9 @@ def export(run_dir: str | Path, out_dir: str | Path, which: str | None = None, n
     if clash:
         raise ValueError(f"--note {', '.join(clash)}: already in the training summary")
     model.config.training = {**summary, **(notes or {})}
+    if weights_dtype is not None:
+        model.config.weights_dtype = weights_dtype
+        model._weights_changed()
     if name:
         model.config.name = name
     out = Path(out_dir)
@@ -172,6 +178,8 @@ def add_arguments(p) -> None:
                    help="the recipe file the run was started from, to record by name (default: as the run recorded it)")
     p.add_argument("--note", action="append", default=[], metavar="KEY=TEXT",
                    help="an extra line for the training summary (`codec info`); repeatable")
+    p.add_argument("--weights-dtype", choices=list(WEIGHTS_DTYPES), default=None,
+                   help="store the weights as float32 or float16 (half the file; computed in float32 all the same)")
 
 
 def run(args) -> int:
@@ -182,7 +190,7 @@ def run(args) -> int:
             raise UsageError(f"--note {note!r}: expected KEY=TEXT")
         notes[key.strip()] = text.strip()
     try:
-        out = export(args.run, args.out, args.which, args.name, args.recipe, notes)
+        out = export(args.run, args.out, args.which, args.name, args.recipe, notes, args.weights_dtype)
     except ValueError as err:  # a bad --which or a --note that clashes: usage, not a damaged run
         raise UsageError(str(err)) from None
     print(describe(load(out)))
