@@ -76,19 +76,29 @@ def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
 def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
     names = ("decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
              "reference magnitude, computed phase", "decoded magnitude, reference phase")
+    return _scored(model, corpus, clips, seconds, "audio", names,
+                   lambda m, ref: [(out, ()) for out in _phase_outputs(m, ref)])
+
+
+def _scored(model, corpus: Corpus, clips: int, seconds: float, header: str, names: tuple, versions,
+            extra: tuple = ()) -> str:
+    """A table of the rebuilt versions of each clip: `versions(model, ref)` -> [(audio (1, T), values of
+    the `extra` columns)] in the order of `names`; PESQ-WB and STOI after them; means over the clips."""
     scores = {name: [] for name in names}
     rate = model.sample_rate
     for i in _clips(corpus, clips):
         ref = _crop(model, corpus, i, seconds)
         with torch.no_grad():
-            outputs = _phase_outputs(model, ref)
+            outputs = versions(model, ref)
         r = ref[0, 0].numpy()
-        for name, out in zip(names, outputs):
-            scores[name].append((_score(pesq, r, out[0].numpy(), rate), _score(stoi, r, out[0].numpy(), rate)))
-    lines = ["| audio | PESQ-WB | STOI |", "|---|---:|---:|"]
+        for name, (out, values) in zip(names, outputs):
+            deg = out[0].numpy()
+            scores[name].append((*values, _score(pesq, r, deg, rate), _score(stoi, r, deg, rate)))
+    lines = [f"| {header} | " + " | ".join([*extra, "PESQ-WB", "STOI"]) + " |", "|---|" + "---:|" * (len(extra) + 2)]
     for name, values in scores.items():
-        p, s = np.nanmean(np.array(values, dtype=float), axis=0)
-        lines.append(f"| {name} | {p:.2f} | {s:.3f} |")
+        means = np.nanmean(np.array(values, dtype=float), axis=0)
+        cells = [f"{m:.3f}" for m in means[: len(extra)]] + [f"{means[-2]:.2f}", f"{means[-1]:.3f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -106,8 +116,8 @@ def _fit_head(model, envelope: torch.Tensor, share_logits: torch.Tensor, f0: tor
     return envelope.detach(), share_logits.detach()
 
 
-def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(log magnitudes, audio (1, T)) of the versions of `ref` that `head` scores."""
+def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
+    """(audio (1, T), (log-magnitude L1,)) of each version of `ref` that `head` scores."""
     codes = model.encode_prepared(ref)
     f0 = model.decode_pitch(codes)
     target = torch.log(model.target_magnitudes(ref) + 1e-5)
@@ -117,28 +127,14 @@ def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, torch.Te
     unquantized = head.parameters_of(model.decoder.features(model.encoder(ref), f0))
     versions = [head.render(*net, f0), head.render(*unquantized, f0), head.render(*fit, f0),
                 head.render(fit[0], net[1], f0), head.render(net[0], fit[1], f0)]
-    return [(log_mag, model.synthesis(log_mag, voicing=(f0, share))) for log_mag, share in versions], target
+    return [(model.synthesis(log_mag, voicing=(f0, share)), (float((log_mag - target).abs().mean()),))
+            for log_mag, share in versions]
 
 
 def head(model, corpus: Corpus, clips: int, seconds: float) -> str:
     names = ("decoded", "decoded from the unquantized latent", "head fitted to the clip (no network)",
              "fitted envelope, the network's harmonic share", "the network's envelope, fitted harmonic share")
-    scores = {name: [] for name in names}
-    rate = model.sample_rate
-    for i in _clips(corpus, clips):
-        ref = _crop(model, corpus, i, seconds)
-        with torch.no_grad():
-            outputs, target = _head_outputs(model, ref)
-        r = ref[0, 0].numpy()
-        for name, (log_mag, out) in zip(names, outputs):
-            deg = out[0].numpy()
-            scores[name].append((float((log_mag - target).abs().mean()), _score(pesq, r, deg, rate),
-                                 _score(stoi, r, deg, rate)))
-    lines = ["| magnitudes | log-magnitude L1 | PESQ-WB | STOI |", "|---|---:|---:|---:|"]
-    for name, values in scores.items():
-        l1, p, s = np.nanmean(np.array(values, dtype=float), axis=0)
-        lines.append(f"| {name} | {l1:.3f} | {p:.2f} | {s:.3f} |")
-    return "\n".join(lines)
+    return _scored(model, corpus, clips, seconds, "magnitudes", names, _head_outputs, extra=("log-magnitude L1",))
 
 
 def _score(metric, ref: np.ndarray, deg: np.ndarray, rate: int) -> float:
