@@ -62,6 +62,52 @@ def _check_out(buf, shape, dtype, device, name):
 # ----------------------------------------------------------------------------------------------------
 
 @triton.jit
+def _tile(N, D, d, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_C: tl.constexpr):
+    """This program's rows (int64) of the N, the latent columns of D and the code dims of d, with masks."""
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    cols = tl.arange(0, BLOCK_D)
+    dims = tl.arange(0, BLOCK_C)
+    return rows.to(tl.int64), rows < N, cols, cols < D, dims, dims < d
+
+
+@triton.jit
+def _nearest_entry(z, cb_ptr, i, K, d, dims, dim_ok, eps, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Index of stage i's entry with the highest cosine to each row of z (BLOCK_N, BLOCK_C), z normalized;
+    ties go to the lowest index."""
+    kk = tl.arange(0, BLOCK_K)
+    best = tl.full((BLOCK_N,), float("-inf"), tl.float32)
+    best_idx = tl.zeros((BLOCK_N,), tl.int32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + kk
+        k_ok = ks < K
+        # Codebook tile (BLOCK_K, BLOCK_C), each entry normalized like the reference's F.normalize.
+        e = tl.load(cb_ptr + (i * K + ks[:, None]) * d + dims[None, :], mask=k_ok[:, None] & dim_ok[None, :], other=0.0)
+        e_norm = tl.sqrt_rn(tl.sum(e * e, axis=1))
+        e = tl.div_rn(e, tl.maximum(e_norm, eps)[:, None])
+        # Cosine scores as a broadcast multiply and sum over the d code dims: every score goes through
+        # the same operations in the same order, so duplicated entries score exactly equal and the
+        # lowest index wins, here and in the interpreter (whose tl.dot is a BLAS call that may round
+        # identical columns differently).
+        scores = tl.sum(z[:, None, :] * e[None, :, :], axis=2)  # (BLOCK_N, BLOCK_K)
+        scores = tl.where(k_ok[None, :], scores, float("-inf"))
+        tile_best, tile_idx = tl.max(scores, axis=1, return_indices=True, return_indices_tie_break_left=True)
+        # Strictly greater: an equal score in a later tile keeps the earlier (lower) index.
+        better = tile_best > best
+        best = tl.where(better, tile_best, best)
+        best_idx = tl.where(better, k0 + tile_idx, best_idx)
+    return best_idx
+
+
+@triton.jit
+def _stage_output(cb_ptr, out_w_ptr, out_b_ptr, i, idx, K, d, D, dims, cols, q_mask, w_out_mask, col_ok):
+    """Stage i's out-projected entries for rows' codes idx: cb[i][idx] @ out_w[i].T + out_b[i]."""
+    q = tl.load(cb_ptr + (i * K + idx[:, None]) * d + dims[None, :], mask=q_mask, other=0.0)
+    w_out = tl.load(out_w_ptr + i * D * d + cols[None, :] * d + dims[:, None], mask=w_out_mask, other=0.0)
+    b_out = tl.load(out_b_ptr + i * D + cols, mask=col_ok, other=0.0)
+    return tl.dot(q, w_out, input_precision="ieee") + b_out[None, :]
+
+
+@triton.jit
 def _rvq_encode_kernel(
     latent_ptr, in_w_ptr, in_b_ptr, cb_ptr, out_w_ptr, out_b_ptr, codes_ptr, quant_ptr,
     N, D, K, d, n_stages, eps,
@@ -70,15 +116,7 @@ def _rvq_encode_kernel(
 ):
     # Layouts (all contiguous fp32): latent (N, D); in_w (n, d, D); in_b (n, d); cb (n, K, d);
     # out_w (n, D, d); out_b (n, D); codes (N, n) int64; quant (N, D).
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < N
-    rows64 = rows.to(tl.int64)
-    cols = tl.arange(0, BLOCK_D)
-    col_ok = cols < D
-    dims = tl.arange(0, BLOCK_C)
-    dim_ok = dims < d
-    kk = tl.arange(0, BLOCK_K)
+    rows64, row_ok, cols, col_ok, dims, dim_ok = _tile(N, D, d, BLOCK_N, BLOCK_D, BLOCK_C)
 
     x_mask = row_ok[:, None] & col_ok[None, :]
     x_offs = rows64[:, None] * D + cols[None, :]
@@ -97,34 +135,11 @@ def _rvq_encode_kernel(
         z_norm = tl.sqrt_rn(tl.sum(z * z, axis=1))
         z = tl.div_rn(z, tl.maximum(z_norm, eps)[:, None])
 
-        best = tl.full((BLOCK_N,), float("-inf"), tl.float32)
-        best_idx = tl.zeros((BLOCK_N,), tl.int32)
-        for k0 in range(0, K, BLOCK_K):
-            ks = k0 + kk
-            k_ok = ks < K
-            # Codebook tile (BLOCK_K, BLOCK_C), each entry normalized like the reference's F.normalize.
-            e = tl.load(cb_ptr + (i * K + ks[:, None]) * d + dims[None, :],
-                        mask=k_ok[:, None] & dim_ok[None, :], other=0.0)
-            e_norm = tl.sqrt_rn(tl.sum(e * e, axis=1))
-            e = tl.div_rn(e, tl.maximum(e_norm, eps)[:, None])
-            # Cosine scores as a broadcast multiply and sum over the d code dims: every score goes through
-            # the same operations in the same order, so duplicated entries score exactly equal and the
-            # lowest index wins, here and in the interpreter (whose tl.dot is a BLAS call that may round
-            # identical columns differently).
-            scores = tl.sum(z[:, None, :] * e[None, :, :], axis=2)  # (BLOCK_N, BLOCK_K)
-            scores = tl.where(k_ok[None, :], scores, float("-inf"))
-            tile_best, tile_idx = tl.max(scores, axis=1, return_indices=True, return_indices_tie_break_left=True)
-            # Strictly greater: an equal score in a later tile keeps the earlier (lower) index.
-            better = tile_best > best
-            best = tl.where(better, tile_best, best)
-            best_idx = tl.where(better, k0 + tile_idx, best_idx)
+        best_idx = _nearest_entry(z, cb_ptr, i, K, d, dims, dim_ok, eps, BLOCK_N, BLOCK_K)
         tl.store(codes_ptr + rows64 * n_stages + i, best_idx.to(tl.int64), mask=row_ok)
-
         # Out-project the raw winning entries and subtract: residual -= cb[i][idx] @ out_w[i].T + out_b[i].
-        q = tl.load(cb_ptr + (i * K + best_idx[:, None]) * d + dims[None, :], mask=q_mask, other=0.0)
-        w_out = tl.load(out_w_ptr + i * D * d + cols[None, :] * d + dims[:, None], mask=w_out_mask, other=0.0)
-        b_out = tl.load(out_b_ptr + i * D + cols, mask=col_ok, other=0.0)
-        residual = residual - (tl.dot(q, w_out, input_precision="ieee") + b_out[None, :])
+        residual = residual - _stage_output(cb_ptr, out_w_ptr, out_b_ptr, i, best_idx, K, d, D, dims, cols,
+                                            q_mask, w_out_mask, col_ok)
 
     if RETURN_Q:
         latent = tl.load(latent_ptr + x_offs, mask=x_mask, other=0.0)
@@ -193,24 +208,14 @@ def _rvq_decode_kernel(
     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     # codes (N, n) any integer dtype and strides; cb (>=n, K, d); out_w (>=n, D, d); out_b (>=n, D); out (N, D).
-    pid = tl.program_id(0)
-    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < N
-    rows64 = rows.to(tl.int64)
-    cols = tl.arange(0, BLOCK_D)
-    col_ok = cols < D
-    dims = tl.arange(0, BLOCK_C)
-    dim_ok = dims < d
+    rows64, row_ok, cols, col_ok, dims, dim_ok = _tile(N, D, d, BLOCK_N, BLOCK_D, BLOCK_C)
     q_mask = row_ok[:, None] & dim_ok[None, :]
     w_out_mask = dim_ok[:, None] & col_ok[None, :]
 
     acc = tl.zeros((BLOCK_N, BLOCK_D), tl.float32)
     for i in range(n_stages):
         idx = tl.load(codes_ptr + rows64 * code_stride_n + i * code_stride_s, mask=row_ok, other=0).to(tl.int64)
-        q = tl.load(cb_ptr + (i * K + idx[:, None]) * d + dims[None, :], mask=q_mask, other=0.0)
-        w_out = tl.load(out_w_ptr + i * D * d + cols[None, :] * d + dims[:, None], mask=w_out_mask, other=0.0)
-        b_out = tl.load(out_b_ptr + i * D + cols, mask=col_ok, other=0.0)
-        acc = acc + (tl.dot(q, w_out, input_precision="ieee") + b_out[None, :])
+        acc = acc + _stage_output(cb_ptr, out_w_ptr, out_b_ptr, i, idx, K, d, D, dims, cols, q_mask, w_out_mask, col_ok)
     tl.store(out_ptr + rows64[:, None] * D + cols[None, :], acc, mask=row_ok[:, None] & col_ok[None, :])
 
 
