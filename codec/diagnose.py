@@ -59,17 +59,17 @@ def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch
 
 def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     """The rebuilt versions of `ref` (1, 1, T) that `phase` scores, each (1, T)."""
-    codes = model.encode_prepared(ref)
-    decoded = model.decode(codes)[:, 0]
-    unlocked = model.synthesis(model.magnitudes(codes))  # no voicing: RTPGHI's phases in every bin
+    log_mag, voicing = model._synthesis_inputs(model.encode_prepared(ref))
+    decoded = model.synthesis(log_mag, voicing=voicing)
+    unlocked = model.synthesis(log_mag)  # no voicing: RTPGHI's phases in every bin
     iterations = model.synthesis.iterations
     model.synthesis.iterations = 0
     try:
-        plain = model.decode(codes)[:, 0]
+        plain = model.synthesis(log_mag, voicing=voicing)
     finally:
         model.synthesis.iterations = iterations
     computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
-    swapped = _with_phase(model, torch.exp(model.magnitudes(codes)), ref)
+    swapped = _with_phase(model, torch.exp(log_mag), ref)
     return [decoded, unlocked, plain, computed, swapped]
 
 

@@ -181,10 +181,9 @@ class SourceFilterHead(nn.Module):
         mix = share * self.comb(f0) + (1.0 - share) * (1.0 - 1e-3) + 1e-3
         return envelope @ self.envelope_basis + torch.log(mix), share
 
-    def forward(self, x: torch.Tensor, f0: torch.Tensor, with_share: bool = False):
-        """-> log magnitudes; with_share, also the harmonic share of every bin (B, H * sub, bins)."""
-        log_mag, share = self.render(*self.parameters_of(x), f0)
-        return (log_mag, share) if with_share else log_mag
+    def forward(self, x: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        """-> log magnitudes (B, H * sub, bins)."""
+        return self.render(*self.parameters_of(x), f0)[0]
 
 
 class PhaseSynthesis(Streamable):
@@ -308,6 +307,5 @@ class Decoder(nn.Module):
         x = self.up(self.norm1(x)) + self.pitch(self.pitch_features(f0).to(x.dtype))
         return self.norm2(self.hop_blocks(x))
 
-    def forward(self, latent: torch.Tensor, f0: torch.Tensor, with_share: bool = False):
-        """-> log magnitudes; with_share, (log magnitudes, harmonic share per bin) (SourceFilterHead)."""
-        return self.head(self.features(latent, f0), f0, with_share)
+    def forward(self, latent: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(latent, f0), f0)
