@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .. import kernels
-from .phase import FLOOR_LOG, PhaseState, lock_harmonics, refine, rtpghi
+from .phase import FLOOR_LOG, HARMONIC_LIMIT, PhaseState, lock_harmonics, refine, rtpghi
 from .stream_state import CausalConv1d, Streamable
 
 
@@ -160,7 +160,7 @@ class SourceFilterHead(nn.Module):
         f = f0.clamp_min(1.0)[..., None, None]  # (B, H, 1, 1)
         nearest = torch.round(self.freqs[:, None] / f)  # (B, H, K, 1)
         numbers = nearest + torch.arange(-self.LOBES, self.LOBES + 1, device=f0.device)  # (B, H, K, 2L + 1)
-        audible = (numbers >= 1) & (numbers * f < 0.95 * self.sample_rate / 2)
+        audible = (numbers >= 1) & (numbers * f < HARMONIC_LIMIT * self.sample_rate / 2)
         lobe = hann_lobe((self.freqs[:, None] - numbers * f) / bin_hz) * audible
         comb = lobe.square().sum(dim=-1).sqrt()
         return comb * (f0 > 0)[..., None]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 HANN_LAMBDA = 0.25645  # lambda / L^2 for a hann window (Prusa et al., 2017)
 FLOOR_LOG = -11.5  # log magnitude of silence (1e-5): the past a phase integration starts from
 FLOOR_DB = 100.0  # bins this far below the loudest of their hop take the time-integrated phase, no heap
+HARMONIC_LIMIT = 0.95  # harmonics above this share of Nyquist are left out, of the comb and of the locking
 LIFTER = 30  # quefrencies (samples) of the envelope: under the 60-sample period of a 400 Hz voice at 24 kHz
 
 
@@ -105,12 +106,12 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
     for n in range(hops):
         cur = log_mag[n]
         before = prev_log if n == 0 else log_mag[n - 1]
-        after = log_mag[n + 1] if (n + 1) % block else cur  # a block's last hop: backward difference
+        last_of_block = (n + 1) % block == 0  # the next hop is not made yet: a backward difference
         last_phase = prev_phase if n == 0 else phase[n - 1]
         _peak_frequencies(cur, peaks)
         for k in range(bins):
             omega[k] = 2 * np.pi * hop * peaks[k] / n_fft
-            dphi[k] = f_coef * (cur[k] - before[k] if (n + 1) % block == 0 else 0.5 * (after[k] - before[k]))
+            dphi[k] = f_coef * (cur[k] - before[k] if last_of_block else 0.5 * (log_mag[n + 1, k] - before[k]))
         _integrate_hop(cur, before, last_phase, phase[n], omega_prev, omega, dphi, done, keys, items,
                        cur.max() - floor)
         for k in range(bins):
@@ -239,7 +240,7 @@ def lock_harmonics(phase: np.ndarray, log_mag: np.ndarray, f0: np.ndarray, share
     frac = position - low
     at_harmonic = (1 - frac) * np.take_along_axis(envelope, low, -1) + frac * np.take_along_axis(envelope, high, -1)
     locked = number * fundamental[..., None] + at_harmonic
-    voiced = (f0[..., None] > 0) & (number * f < 0.95 * sample_rate / 2) & (share > threshold)
+    voiced = (f0[..., None] > 0) & (number * f < HARMONIC_LIMIT * sample_rate / 2) & (share > threshold)
     return np.where(voiced, np.remainder(locked, 2 * np.pi), phase)
 
 
