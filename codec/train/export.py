@@ -18,7 +18,7 @@ from ..config import WEIGHTS_DTYPES
 from ..errors import UsageError, WeightsError
 from ..io.corpus import SUMMARY_FILE
 from .recipe import recipe_name
-from .state import EMA_FILE, RECIPE_FILE, TRAINER_FILE
+from .state import EMA_FILE, RECIPE_FILE, TRAINER_FILE, read_metrics
 
 
 def _read_json(path: Path) -> dict | None:
@@ -28,20 +28,6 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise WeightsError(f"{path}: not valid JSON ({err})") from None
-
-
-def _metrics(run: Path) -> list[dict]:
-    """metrics.jsonl records; a torn last line (a run killed mid-write) is skipped."""
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 def pick_source(run: Path, which: str | None) -> Path:
@@ -64,7 +50,7 @@ def training_summary(run: Path, source: Path, frame_seconds: float, recipe_name:
     recipe_file = ckpt / RECIPE_FILE
     recipe = yaml.safe_load(recipe_file.read_text()) if recipe_file.is_file() else None
     trainer = _read_json(ckpt / TRAINER_FILE) or {}
-    metrics = _metrics(run)
+    metrics = read_metrics(run)
     summary: dict = {"run": run.resolve().name, "exported": "best (lowest valid mel, full depth)"
                      if source.name == "best" else "last checkpoint"}
     valid = _read_json(source / "valid.json") if source.name == "best" else None

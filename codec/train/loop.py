@@ -23,28 +23,21 @@ from ..model import Codec
 from ..progress import progress_bar
 from .batches import StepBatches, valid_crops
 from .recipe import Recipe, load_recipe, recipe_name
-from .state import load_state, save_state, start_from, write_recipe
+from .state import METRICS_FILE, load_state, read_metrics, save_state, start_from, write_recipe
 from .trainer import Trainer, lr_at, step_seed
 from .validation import BEST_RECORD, best_valid, evaluate, log_media
 
-METRICS_FILE = "metrics.jsonl"
 LOGGED = ("loss", "mel", "log", "convergence", "commit", "codebook", "residual", "grad_norm", "perplexity_mean",
           "perplexity_min")
 
 
-def _trim_metrics(path: Path, step: int) -> None:
+def _trim_metrics(out: Path, step: int) -> None:
     """Drop records past the resumed step: logged after the last checkpoint by a run that was stopped, they
     would be logged again (a torn last line from a kill goes too)."""
-    if not path.is_file():
+    if not (out / METRICS_FILE).is_file():
         return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line + "\n")
-        except json.JSONDecodeError:
-            continue
-    with atomic_path(path) as tmp:
+    keep = [json.dumps(record) + "\n" for record in read_metrics(out) if record.get("step", 0) <= step]
+    with atomic_path(out / METRICS_FILE) as tmp:
         tmp.write_text("".join(keep))
 
 
@@ -64,7 +57,7 @@ class _Records:
 
     def __init__(self, out: Path, step: int, tensorboard: bool, log):
         self.log = log
-        _trim_metrics(out / METRICS_FILE, step)
+        _trim_metrics(out, step)
         self.file = open(out / METRICS_FILE, "a")
         self.writer = None
         if tensorboard:

@@ -20,6 +20,22 @@ from .trainer import Trainer
 
 EMA_FILE, OPTIMIZER_FILE, TRAINER_FILE, RECIPE_FILE = "ema.safetensors", "optimizer.safetensors", \
     "trainer.json", "recipe.yaml"
+METRICS_FILE = "metrics.jsonl"  # in the run folder: one JSON record per logged step
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The run's metrics.jsonl records, oldest first ([] if none); a torn line (a run killed mid-write) is
+    skipped."""
+    path = Path(run) / METRICS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def _opt_tensors(opt: torch.optim.Optimizer, prefix: str = "state") -> tuple[dict, list]:

@@ -25,6 +25,7 @@ from codec.train.batches import loudness_normalize
 from codec.eval.metrics import pesq, stoi
 from codec.eval.plots import spectrograms
 from codec.train import load_recipe, train
+from codec.train.state import read_metrics
 
 
 def score(model: codec.Codec, corpus: Corpus, clips: int, seconds: float, depths: list[int], figure: Path
@@ -46,11 +47,7 @@ def score(model: codec.Codec, corpus: Corpus, clips: int, seconds: float, depths
 
 
 def speed(run: Path) -> float | None:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    values = [json.loads(line).get("audio_s_per_s") for line in path.read_text().splitlines()]
-    values = [v for v in values if v]
+    values = [v for v in (record.get("audio_s_per_s") for record in read_metrics(run)) if v]
     return float(np.median(values)) if values else None
 
 
