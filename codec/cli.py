@@ -35,7 +35,8 @@ COMMANDS = {
     "eval": ("codec.eval.report", "quality table of codecs on held-out speech"),
     "tokenize": ("codec.tts.tokenize", "audio -> Parquet shards of codes for LM training"),
     "bench": ("codec.bench", "speed tables (codec bench model|stream|train|kernels)"),
-    "diagnose": ("codec.diagnose", "measurements of the model's parts on a corpus split (phase|head|pitch|rvq|stream)"),
+    "diagnose": ("codec.diagnose",
+                 "measurements of the model's parts on a corpus split (phase|head|pitch|rvq|envelope|stream)"),
 }
 
 

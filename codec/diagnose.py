@@ -1,5 +1,5 @@
-"""`codec diagnose phase|head|pitch|rvq|stream CORPUS`: measurements of the model's parts on a corpus split, each
-printed as a Markdown table.
+"""`codec diagnose phase|head|pitch|rvq|envelope|stream CORPUS`: measurements of the model's parts on a corpus
+split, each printed as a Markdown table.
 
     phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same
             with RTPGHI's phases in every bin (none locked to the harmonics), the same without the
@@ -15,12 +15,17 @@ printed as a Markdown table.
             95th percentile, share within 50 cents) and the share of hops whose voicing disagrees.
     rvq     how much of the latent the residual VQ keeps at each depth: ||latent - quantized|| / ||latent||
             for 1 to 35 latent stages (code slots 2 to 36). A healthy RVQ falls with every stage.
+    envelope  is it the networks or the latent's size? Each frame's envelopes (log energies of 64 mel bands
+            in each of its synthesis hops) coded linearly: kept to the first 32 ... 256 principal components
+            fitted on training clips, against the decoded audio's, as mean absolute error in dB over the
+            voiced and unvoiced frames of held-out clips. The latent has 256 values a frame.
     stream  how far frame-by-frame decoding drifts from offline decoding: the clips concatenated up to
             --seconds, the largest difference relative to the peak and the SNR, first 10 s and all.
 """
 from __future__ import annotations
 
 
+import librosa
 import numpy as np
 import torch
 
@@ -32,7 +37,12 @@ from .nn.pitch import analysis_centres, causal_yin
 
 RVQ_DEPTHS = (1, 2, 4, 6, 15, 35)  # latent stages: with the pitch slots, 3, 4, 6, 8, 17 and 37 codebooks
 # what each measurement reads by default: clips spread over the split, seconds of each (stream: in all)
-DEFAULTS = {"phase": (8, 6.0), "head": (6, 6.0), "pitch": (16, 6.0), "rvq": (16, None), "stream": (None, 60.0)}
+DEFAULTS = {"phase": (8, 6.0), "head": (6, 6.0), "pitch": (16, 6.0), "rvq": (16, None), "envelope": (40, 6.0),
+            "stream": (None, 60.0)}
+ENVELOPE_BANDS = 64
+PCA_SIZES = (32, 64, 128, 256)
+PCA_CLIPS = 300  # training clips the principal components are fitted on (about 7,000 frames)
+SILENT = -7.0  # mean log band energy under which a frame is silence and left out
 HEAD_FIT_STEPS = 300  # Adam steps fitting the head's parameters to a clip: the fit's L1 has levelled off
 
 
@@ -193,6 +203,47 @@ def rvq(model, corpus: Corpus, clips: int, seconds: float | None) -> str:
                       "| relative latent error | " + " | ".join(f"{(e / power) ** 0.5:.3f}" for e in errors) + " |"])
 
 
+def _frame_envelopes(model, corpus: Corpus, clips, seconds: float, decoded: bool = False) -> torch.Tensor:
+    """(frames, hops * bands): each non-silent frame's log mel-band energies, hop by hop, of the clips (or of
+    their decoded audio's magnitudes)."""
+    fb = torch.from_numpy(librosa.filters.mel(sr=model.sample_rate, n_fft=model.config.synthesis_fft,
+                                              n_mels=ENVELOPE_BANDS, norm=None)).float().T
+    fb = fb / fb.sum(0, keepdim=True)  # each band's mean magnitude
+    hops = model.config.frame_size // model.config.synthesis_hop
+    rows = []
+    for i in clips:
+        ref = _crop(model, corpus, i, seconds)
+        mag = model.target_magnitudes(ref)[0]
+        target = torch.log(mag @ fb + 1e-5).reshape(-1, hops * ENVELOPE_BANDS)
+        keep = target.mean(1) > SILENT
+        if decoded:
+            mag = torch.exp(model.magnitudes(model.encode_prepared(ref))[0])
+            rows.append(torch.log(mag @ fb + 1e-5).reshape(-1, hops * ENVELOPE_BANDS)[keep] - target[keep])
+        else:
+            rows.append(target[keep])
+    return torch.cat(rows)
+
+
+def envelope(model, corpus: Corpus, clips: int, seconds: float) -> str:
+    train = Corpus(corpus.root, "train")
+    picks = np.random.default_rng(0).choice(len(train), min(PCA_CLIPS, len(train)), replace=False)
+    with torch.no_grad():
+        fit, held_out = (_frame_envelopes(model, train, picks, seconds),
+                         _frame_envelopes(model, corpus, _clips(corpus, clips), seconds))
+        decoded = _frame_envelopes(model, corpus, _clips(corpus, clips), seconds, decoded=True)
+    mean = fit.mean(0)
+    components = torch.linalg.svd(fit - mean, full_matrices=False).Vh
+    db = 20 / np.log(10)
+    lines = ["| the frame's envelopes, coded by | mean abs error, dB |", "|---|---:|"]
+    for k in PCA_SIZES:
+        basis = components[:k].T
+        error = ((held_out - mean) @ basis @ basis.T + mean - held_out).abs().mean()
+        lines.append(f"| their first {k} principal components | {float(error) * db:.2f} |")
+    n = model.quantizer.n_codebooks + PITCH_CODEBOOKS
+    lines.append(f"| the model, {n} codebooks | {float(decoded.abs().mean()) * db:.2f} |")
+    return "\n".join(lines)
+
+
 def stream(model, corpus: Corpus, clips: int | None, seconds: float) -> str:
     rate = model.sample_rate
     parts, total, i = [], 0, 0
@@ -214,7 +265,7 @@ def stream(model, corpus: Corpus, clips: int | None, seconds: float) -> str:
     return "\n".join(lines)
 
 
-MEASUREMENTS = {"phase": phase, "head": head, "pitch": pitch, "rvq": rvq, "stream": stream}
+MEASUREMENTS = {"phase": phase, "head": head, "pitch": pitch, "rvq": rvq, "envelope": envelope, "stream": stream}
 
 
 def add_arguments(p) -> None:
@@ -223,7 +274,8 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder (default: the shipped model)")
     p.add_argument("--split", default="test", help="the corpus split to read (default test)")
     p.add_argument("--clips", type=int, default=None,
-                   help="clips spread over the split (default: phase 8, pitch and rvq 16; stream: all it needs)")
+                   help="clips spread over the split (default: phase 8, head 6, pitch and rvq 16, envelope 40; "
+                        "stream: all it needs)")
     p.add_argument("--seconds", type=float, default=None,
                    help="audio read from each clip (default 6; rvq: whole clips), or in all for stream (default 60)")
 

@@ -5,7 +5,9 @@ Two steps (docs/metrics.md, "Alignment"):
    vocoded outputs still match); robust, but only to a hop;
 2. fine: GCC-PHAT within +-1.5 hops of the coarse lag. Whitening the cross-spectrum gives one sharp peak at
    the true lag, where plain waveform cross-correlation of voiced speech has peaks one pitch period apart of
-   nearly equal height and often picks a neighbour.
+   nearly equal height and often picks a neighbour. A decoder that computes its own phase (ours) matches
+   the envelope but not the waveform: its whitened correlation has no peak, only noise, and the coarse lag
+   stands.
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ N_FFT_S = 0.040  # envelope window
 N_MELS, F_MIN, F_MAX = 32, 50.0, 3800.0  # inside every baseline's passband (Opus < 9 kbit/s: 4 kHz)
 MAX_DELAY_S = 0.5  # codecs delay by tens of ms; 0.5 s leaves room and keeps the search cheap
 FINE_HOPS = 1.5  # fine search half-width, in hops: the coarse lag is good to half a hop or so
+# A true lag's whitened correlation stands out of the search window's RMS by ~sqrt(window) (27 here); the
+# largest of ~700 noise values by ~3.
+PEAK_OVER_RMS = 6.0
 
 
 def _log_mel_envelope(x: np.ndarray, rate: int) -> np.ndarray:
@@ -53,8 +58,9 @@ def coarse_delay(ref: np.ndarray, deg: np.ndarray, rate: int, max_delay_s: float
     return best * hop
 
 
-def gcc_phat(ref: np.ndarray, deg: np.ndarray, lo: int, hi: int) -> int:
-    """Integer lag in [lo, hi] maximizing the phase-transform-weighted cross-correlation.
+def gcc_phat(ref: np.ndarray, deg: np.ndarray, lo: int, hi: int) -> tuple[int, float]:
+    """(integer lag in [lo, hi] maximizing the phase-transform-weighted cross-correlation, that maximum over
+    the correlation's RMS in [lo, hi]).
 
     ref, deg: [T]. Positive: deg lags ref. The weight |G| / (|G| + eps) (eps = 1e-3 x the mean |G|) is PHAT
     on bins where both signals have energy and fades out bins one of them lacks (a codec's stop band),
@@ -65,7 +71,9 @@ def gcc_phat(ref: np.ndarray, deg: np.ndarray, lo: int, hi: int) -> int:
     mag = np.abs(cross)
     r = np.fft.irfft(cross / (mag + 1e-3 * mag.mean() + 1e-30), n)
     lags = np.arange(lo, hi + 1)
-    return int(lags[np.argmax(r[lags % n])])
+    window = r[lags % n]
+    best = int(np.argmax(window))
+    return int(lags[best]), float(window[best] / (np.sqrt(np.mean(window ** 2)) + 1e-30))
 
 
 def find_delay(ref: np.ndarray, deg: np.ndarray, rate: int, max_delay_s: float = MAX_DELAY_S) -> int:
@@ -75,7 +83,8 @@ def find_delay(ref: np.ndarray, deg: np.ndarray, rate: int, max_delay_s: float =
         return 0  # nothing to align: a silent side has no delay
     coarse = coarse_delay(ref, deg, rate, max_delay_s)
     width = int(round(FINE_HOPS * HOP_S * rate))
-    return gcc_phat(ref, deg, coarse - width, coarse + width)
+    fine, peak = gcc_phat(ref, deg, coarse - width, coarse + width)
+    return fine if peak >= PEAK_OVER_RMS else coarse
 
 
 def shift(deg: np.ndarray, delay: int, length: int) -> np.ndarray:

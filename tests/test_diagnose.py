@@ -53,3 +53,12 @@ def test_the_head_fitted_to_a_clip_beats_an_untrained_network(capsys, setup):
                           "the network's envelope, fitted harmonic share"]
     fitted, decoded = rows["head fitted to the clip (no network)"][0], rows["decoded"][0]
     assert fitted < 0.5 * decoded, out  # the fit reaches the form's ceiling; an untrained network is far off
+
+
+def test_envelope_codes_the_training_frames_exactly_and_an_untrained_model_does_not(capsys, setup):
+    # Read on the training split itself, whose few frames the principal components span: coded exactly.
+    out = _run(capsys, setup, "envelope", "--split", "train", "--clips", "1", "--seconds", "1")
+    rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in out.splitlines()[2:]}
+    assert list(rows)[:4] == [f"their first {k} principal components" for k in (32, 64, 128, 256)]
+    assert all(error < 0.01 for error in list(rows.values())[:4]), out
+    assert rows["the model, 37 codebooks"] > 1.0, out

@@ -66,6 +66,17 @@ def test_delay_is_found_through_band_limiting_and_noise(speech):
     assert np.allclose(aligned[: len(noisy)], noisy[: len(aligned)])
 
 
+def test_a_waveform_without_the_reference_phase_keeps_the_envelope_lag(speech):
+    # Random STFT phases keep the envelope and lose the waveform, as a decoder computing its own phase
+    # does: the whitened correlation has only noise, and the coarse lag (2 hops) stands.
+    from scipy.signal import istft, stft
+
+    _, _, spec = stft(speech, nperseg=480, noverlap=360)
+    phases = np.exp(2j * np.pi * np.random.default_rng(1).random(spec.shape))
+    vocoded = istft(np.abs(spec) * phases, nperseg=480, noverlap=360)[1][: len(speech)]
+    assert find_delay(speech, _delayed(vocoded, 480), RATE) == 480
+
+
 def test_low_passing_raises_the_mel_distance(speech):
     dists = [mel_distance(speech, sosfiltfilt(butter(8, fc, fs=RATE, output="sos"), speech), RATE)
              for fc in (8000, 4000, 2000)]

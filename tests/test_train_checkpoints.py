@@ -110,7 +110,25 @@ def test_a_new_run_starts_from_given_weights_and_grows_the_decoder(tmp_path, cor
     for name, value in source.named_parameters():
         if not name.startswith("quantizer.codebooks"):  # lr 0 keeps each as copied; codebooks take k-means steps
             assert torch.equal(grown_params[name], value), name
+    # The added blocks start as identities, so the grown decoder makes what the source's did.
+    cfg = source.config
+    latent = torch.randn(2, cfg.latent_dim, 3)
+    f0 = torch.full((2, 3 * cfg.frame_size // cfg.synthesis_hop), 150.0)
+    assert torch.allclose(grown.decoder(latent, f0), source.decoder(latent, f0), atol=1e-5)
+    assert float(grown.decoder.hop_blocks[2].gamma.detach().min()) == pytest.approx(0.1)
     # A resumed run keeps its own weights: init only seeds a new one.
     lines.clear()
     train(recipe.replace(train={"steps": 2}), tmp_path / "run", log=lines.append)
     assert not any("starting from" in line for line in lines)
+
+
+def test_reinit_starts_named_layers_of_the_init_weights_fresh(tmp_path, corpus):
+    source = Codec(CodecConfig(**{**TINY_MODEL, "name": "tiny-source"}))
+    save_pretrained(source, tmp_path / "source")
+    recipe = tiny_recipe(corpus, steps=1, lr=0.0, init=str(tmp_path / "source"), valid_every=100,
+                         reinit=["decoder.hop_blocks.0"])
+    lines = []
+    train(recipe, tmp_path / "run", log=lines.append)
+    assert any("started as identities: decoder.hop_blocks.0" in line for line in lines), lines
+    block, before = load(tmp_path / "run" / "checkpoint").decoder.hop_blocks[0], source.decoder.hop_blocks[0]
+    assert not block.pw2.weight.any() and not torch.equal(block.pw1.weight, before.pw1.weight)

@@ -48,7 +48,7 @@ class Corpus:
     """A prepared corpus opened read-only (memory-mapped): clips by split."""
 
     def __init__(self, root: str | Path, split: str | None = None):
-        root = Path(root)
+        self.root = root = Path(root)
         self.samples = np.load(root / SAMPLES_FILE, mmap_mode="r")
         self.clips = [r for r in manifest(root) if split is None or r["split"] == split]
         self.sample_rate = corpus_rate(root)

@@ -70,6 +70,15 @@ class ConvNeXtBlock(nn.Module):
         # Small layer scale: each block starts near identity, which keeps deep stacks trainable.
         self.gamma = nn.Parameter(torch.full((dim,), 1e-2))
 
+    @torch.no_grad()
+    def start_as_identity(self, scale: float = 0.1) -> None:
+        """Output = input, yet trainable: the branch's last layer is zeroed and its scale left large enough
+        for that layer to learn. A random branch added to a trained network perturbs it, and training then
+        shrinks the block's scale to nothing, where its gradients vanish too."""
+        self.pw2.weight.zero_()
+        self.pw2.bias.zero_()
+        self.gamma.fill_(scale)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dwconv(x).transpose(1, 2)
         y = self.pw2(self.act(self.pw1(self.norm(y))))

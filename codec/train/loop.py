@@ -120,11 +120,11 @@ def _loader(recipe: Recipe, crop: int, step: int, end: int, rank: int, world: in
                                        prefetch_factor=2 if d.workers else None)
 
 
-def _restore(trainer: Trainer, ckpt: Path, init: str | None, log) -> dict:
+def _restore(trainer: Trainer, ckpt: Path, init: str | None, reinit: list[str], log) -> dict:
     """Resume from the run's checkpoint; a new run starts from `init` if the recipe names weights."""
     meta = load_state(trainer, ckpt, log=log)
     if not meta and init is not None:
-        start_from(trainer, init, log=log)
+        start_from(trainer, init, tuple(reinit), log=log)
     return meta
 
 
@@ -145,7 +145,7 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
     torch.set_num_threads(t.threads)
     trainer = Trainer(recipe, device, ddp=world > 1)
     model = trainer.model
-    meta = _restore(trainer, out / "checkpoint", t.init, log=log if main_rank else (lambda s: None))
+    meta = _restore(trainer, out / "checkpoint", t.init, t.reinit, log=log if main_rank else (lambda s: None))
     step, wall_before = int(meta.get("step", 0)), float(meta.get("wall_s", 0.0))
     crop = d.crop_frames * model.frame_size
     end = t.steps if max_steps is None else min(t.steps, step + max_steps)

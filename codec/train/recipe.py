@@ -39,6 +39,9 @@ class TrainRecipe:
     # Weights a new run starts from (a packaged name or a checkpoint folder): tensors whose name and shape
     # match are copied, the rest keep their initialization. None = from scratch. A resumed run ignores it.
     init: str | None = None
+    # Layers of `init` to start fresh instead (name prefixes, e.g. "decoder.hop_blocks.4"): a ConvNeXt block
+    # started fresh, or added by the recipe, starts as an identity whose residual branch still learns.
+    reinit: list[str] = field(default_factory=list)
     batch_size: int = 16  # the global batch: split evenly over the processes
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.8, 0.99])

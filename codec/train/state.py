@@ -14,6 +14,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from ..checkpoint import load, save_pretrained
+from ..nn.networks import ConvNeXtBlock
 from ..io.atomic import atomic_path
 from .recipe import Recipe
 from .trainer import Trainer
@@ -125,18 +126,25 @@ def load_state(trainer: Trainer, ckpt: Path, log=print) -> dict:
     return meta
 
 
-def start_from(trainer: Trainer, weights: str, log=print) -> None:
+def start_from(trainer: Trainer, weights: str, reinit: tuple[str, ...] = (), log=print) -> None:
     """A new run's model from `weights` (a packaged name or a checkpoint folder): every tensor whose name
-    and shape match is copied; the others (layers the recipe adds or resizes) keep their initialization,
-    and `log` names them. The optimizer starts fresh."""
+    and shape match is copied, except those under a `reinit` prefix; the others (layers the recipe adds or
+    resizes) keep their initialization, ConvNeXt blocks among them starting as identities, and `log` names
+    them. The optimizer starts fresh."""
     source = load(weights).state_dict()
     target = trainer.model.state_dict()
-    copied = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    copied = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape
+              and not any(k == p or k.startswith(p + ".") for p in reinit)}
     if not copied:
         raise ValueError(f"{weights}: no tensor fits the recipe's model")
     trainer.model.load_state_dict(copied, strict=False)
+    grown = [name for name, module in trainer.model.named_modules() if isinstance(module, ConvNeXtBlock)
+             and not any(k.startswith(name + ".") for k in copied)]
+    for name in grown:
+        trainer.model.get_submodule(name).start_as_identity()
     if trainer.ema is not None:
         trainer.ema.load_state_dict(trainer.model.state_dict())
     fresh = sorted({k.rsplit(".", 1)[0] for k in target if k not in copied})
     log(f"starting from {weights}: {len(copied)} of {len(target)} tensors copied"
-        + (f"; initialized fresh: {', '.join(fresh)}" if fresh else ""))
+        + (f"; initialized fresh: {', '.join(fresh)}" if fresh else "")
+        + (f"; started as identities: {', '.join(grown)}" if grown else ""))
