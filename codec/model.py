@@ -49,6 +49,7 @@ class Codec(nn.Module):
         self.register_buffer("synthesis_centres", (hops + 1) * cfg.synthesis_hop - cfg.synthesis_fft // 2,
                              persistent=False)
         self._checksum: str | None = None
+        self._float32_checked = False  # _check_dtype has passed since the last cast (_apply)
         self._loaded_as = None  # (checksum, name, training) of the checkpoint loaded into it: codec.checkpoint
 
     # ----------------------------------------------------------------------------------------- shape
@@ -109,10 +110,18 @@ class Codec(nn.Module):
         wav = wav.mean(dim=1, keepdim=True) if mono else wav.reshape(-1, 1, wav.shape[-1])
         return wav.to(self.device)
 
+    def _apply(self, fn, *args, **kwargs):
+        self._float32_checked = False  # .half(), .to(...) and the like cast through here: check again
+        return super()._apply(fn, *args, **kwargs)
+
     def _check_dtype(self) -> None:
         # The pitch estimate, the quantizer and the phase synthesis compute in float32 whatever the weights
         # are, so weights of another type fail deep inside with a dtype mismatch: refuse them here instead.
+        # Once per cast, not per call: walking every tensor cost a streamed frame ~0.5 ms.
+        if self._float32_checked:
+            return
         other = {t.dtype for t in (*self.parameters(), *self.buffers()) if t.is_floating_point()} - {torch.float32}
+        self._float32_checked = not other
         if other:
             raise TypeError(f"this model's weights are {', '.join(sorted(map(str, other)))}; the codec runs in "
                             "float32: call model.float() (bf16=True runs the convolutions under bfloat16 autocast)")
