@@ -132,9 +132,9 @@ def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
     f0 = model.decode_pitch(codes)
     target = torch.log(model.target_magnitudes(ref) + 1e-5)
     head = model.decoder.head
-    net = head.parameters_of(model.decoder.features(model.latent(codes), f0))
+    net = model.decoder.parameters_of(model.latent(codes), f0)
     fit = _fit_head(model, *net, f0, target)
-    unquantized = head.parameters_of(model.decoder.features(model.encoder(ref), f0))
+    unquantized = model.decoder.parameters_of(model.encoder(ref), f0)
     versions = [head.render(*net, f0), head.render(*unquantized, f0), head.render(*fit, f0),
                 head.render(fit[0], net[1], f0), head.render(net[0], fit[1], f0)]
     return [(model.synthesis(log_mag, voicing=(f0, share)), (float((log_mag - target).abs().mean()),))
@@ -203,34 +203,32 @@ def rvq(model, corpus: Corpus, clips: int, seconds: float | None) -> str:
                       "| relative latent error | " + " | ".join(f"{(e / power) ** 0.5:.3f}" for e in errors) + " |"])
 
 
-def _frame_envelopes(model, corpus: Corpus, clips, seconds: float, decoded: bool = False) -> torch.Tensor:
-    """(frames, hops * bands): each non-silent frame's log mel-band energies, hop by hop, of the clips (or of
-    their decoded audio's magnitudes)."""
+def _frame_envelopes(model, corpus: Corpus, clips, seconds: float, decoded: bool = False
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(frames, hops * bands): each non-silent frame's log mel-band energies, hop by hop, of the clips; with
+    `decoded`, also the decoded audio's minus them (else None)."""
     fb = torch.from_numpy(librosa.filters.mel(sr=model.sample_rate, n_fft=model.config.synthesis_fft,
                                               n_mels=ENVELOPE_BANDS, norm=None)).float().T
     fb = fb / fb.sum(0, keepdim=True)  # each band's mean magnitude
-    hops = model.config.frame_size // model.config.synthesis_hop
-    rows = []
+    width = model.synthesis.block * ENVELOPE_BANDS  # a frame's synthesis hops side by side
+    targets, errors = [], []
     for i in clips:
         ref = _crop(model, corpus, i, seconds)
-        mag = model.target_magnitudes(ref)[0]
-        target = torch.log(mag @ fb + 1e-5).reshape(-1, hops * ENVELOPE_BANDS)
+        target = torch.log(model.target_magnitudes(ref)[0] @ fb + 1e-5).reshape(-1, width)
         keep = target.mean(1) > SILENT
+        targets.append(target[keep])
         if decoded:
             mag = torch.exp(model.magnitudes(model.encode_prepared(ref))[0])
-            rows.append(torch.log(mag @ fb + 1e-5).reshape(-1, hops * ENVELOPE_BANDS)[keep] - target[keep])
-        else:
-            rows.append(target[keep])
-    return torch.cat(rows)
+            errors.append(torch.log(mag @ fb + 1e-5).reshape(-1, width)[keep] - target[keep])
+    return torch.cat(targets), torch.cat(errors) if decoded else None
 
 
 def envelope(model, corpus: Corpus, clips: int, seconds: float) -> str:
     train = Corpus(corpus.root, "train")
     picks = np.random.default_rng(0).choice(len(train), min(PCA_CLIPS, len(train)), replace=False)
     with torch.no_grad():
-        fit, held_out = (_frame_envelopes(model, train, picks, seconds),
-                         _frame_envelopes(model, corpus, _clips(corpus, clips), seconds))
-        decoded = _frame_envelopes(model, corpus, _clips(corpus, clips), seconds, decoded=True)
+        fit, _ = _frame_envelopes(model, train, picks, seconds)
+        held_out, decoded = _frame_envelopes(model, corpus, _clips(corpus, clips), seconds, decoded=True)
     mean = fit.mean(0)
     components = torch.linalg.svd(fit - mean, full_matrices=False).Vh
     db = 20 / np.log(10)

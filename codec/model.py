@@ -193,8 +193,7 @@ class Codec(nn.Module):
         latent = self.latent(codes, backend=backend)
         f0 = self.decode_pitch(codes)
         with _autocast(latent.device, bf16):
-            head = self.decoder.head
-            log_mag, share = head.render(*head.parameters_of(self.decoder.features(latent, f0)), f0)
+            log_mag, share = self.decoder.head.render(*self.decoder.parameters_of(latent, f0), f0)
         return log_mag.float(), (f0, share.float())
 
     @torch.no_grad()

@@ -316,5 +316,9 @@ class Decoder(nn.Module):
         x = self.up(self.norm1(x)) + self.pitch(self.pitch_features(f0).to(x.dtype))
         return self.norm2(self.hop_blocks(x))
 
+    def parameters_of(self, latent: torch.Tensor, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """latent (B, D, F), f0 -> the head's parameters (SourceFilterHead.parameters_of), for render."""
+        return self.head.parameters_of(self.features(latent, f0))
+
     def forward(self, latent: torch.Tensor, f0: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(latent, f0), f0)
