@@ -127,3 +127,27 @@ def test_locked_harmonics_stream_as_offline():
     assert np.allclose(np.exp(1j * streamed), np.exp(1j * whole), atol=1e-9)
     unvoiced = (f0[..., None] == 0) | (share <= 0.5)
     assert np.array_equal(whole[np.broadcast_to(unvoiced, whole.shape)], phase[np.broadcast_to(unvoiced, phase.shape)])
+
+
+def test_compiled_phase_code_is_cached_in_the_user_cache_not_the_package(tmp_path):
+    """A cache beside the installed sources outlives `pip uninstall` and hides a later editable install."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import codec.nn.phase as phase
+
+    in_tree = Path(phase.__file__).parent / "__pycache__"
+    def in_tree_index():
+        return {p.name: p.stat().st_mtime_ns for p in in_tree.glob("phase.*.nbi")} if in_tree.is_dir() else {}
+
+    before = in_tree_index()
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path), OMP_NUM_THREADS="1")
+    script = ("import numpy as np; from codec.nn.phase import rtpghi; "
+              "rtpghi(np.full((1, 16, 241), -3.0), 120, 480, 16)")
+    subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, check=True)
+    cached = {p.name for p in (tmp_path / "codec" / "numba").rglob("*.nbi")}
+    assert any(name.startswith("phase._integrate") for name in cached), cached
+    assert in_tree_index() == before

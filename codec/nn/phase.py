@@ -15,6 +15,9 @@ frame at a time computes exactly what an offline call does.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numba
 import numpy as np
 import torch
@@ -27,7 +30,27 @@ HARMONIC_LIMIT = 0.95  # harmonics above this share of Nyquist are left out, of 
 LIFTER = 30  # quefrencies (samples) of the envelope: under the 60-sample period of a 400 Hz voice at 24 kHz
 
 
-@numba.njit(cache=True)
+def numba_cache_dir() -> Path:
+    """Where the compiled phase functions are cached: NUMBA_CACHE_DIR if set, else the user's cache folder."""
+    if numba.config.CACHE_DIR:
+        return Path(numba.config.CACHE_DIR)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codec" / "numba"
+
+
+def compiled(fn):
+    """numba.njit, cached in numba_cache_dir() rather than beside this file: a cache inside an installed
+    package outlives `pip uninstall`, and the folder it leaves makes `codec` a namespace package that hides
+    a later editable install. numba picks a function's cache folder when it is decorated, from
+    numba.config.CACHE_DIR, so the setting is made for these functions only and then restored."""
+    previous = numba.config.CACHE_DIR
+    numba.config.CACHE_DIR = str(numba_cache_dir())
+    try:
+        return numba.njit(cache=True)(fn)
+    finally:
+        numba.config.CACHE_DIR = previous
+
+
+@compiled
 def _peak_frequencies(s: np.ndarray, out: np.ndarray) -> None:
     """out[k] = the frequency (in bins) of the spectral peak that bin k lies under: climb the log magnitude
     s to the local maximum p, then place the peak at p + 2 (c - a) / (a + 2 b + c) with a, b, c the
@@ -50,7 +73,7 @@ def _peak_frequencies(s: np.ndarray, out: np.ndarray) -> None:
             out[k] = p
 
 
-@numba.njit(cache=True)
+@compiled
 def _push(keys: np.ndarray, items: np.ndarray, size: int, key: float, item: int) -> int:
     """Max-heap on arrays (keys, items): insert, return the new size."""
     i = size
@@ -65,7 +88,7 @@ def _push(keys: np.ndarray, items: np.ndarray, size: int, key: float, item: int)
     return size + 1
 
 
-@numba.njit(cache=True)
+@compiled
 def _pop(keys: np.ndarray, items: np.ndarray, size: int) -> int:
     """Remove the top of the max-heap (read it first from keys[0], items[0]); return the new size."""
     size -= 1
@@ -84,7 +107,7 @@ def _pop(keys: np.ndarray, items: np.ndarray, size: int) -> int:
         i = best
 
 
-@numba.njit(cache=True)
+@compiled
 def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray, block: int, hop: int,
                n_fft: int, lam: float, floor: float) -> np.ndarray:
     """log_mag (H, K) for hops that start a block (H a multiple of `block`), prev_log / prev_phase (K,) the
@@ -120,7 +143,7 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
     return phase
 
 
-@numba.njit(cache=True)
+@compiled
 def _integrate_hop(cur: np.ndarray, before: np.ndarray, last_phase: np.ndarray, out: np.ndarray,
                    omega_prev: np.ndarray, omega: np.ndarray, dphi: np.ndarray, done: np.ndarray, keys: np.ndarray,
                    items: np.ndarray, audible: float) -> None:
