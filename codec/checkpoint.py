@@ -75,9 +75,8 @@ def resolve(name_or_dir: str | Path | None) -> Path:
     raise WeightsError(f"{name_or_dir}: not a checkpoint folder nor a shipped model name (shipped: {shipped})")
 
 
-def load(name_or_dir: str | Path | None = None, device: str = "cpu") -> Codec:
-    """Load a checkpoint: the shipped default, a shipped name, or a folder written by save_pretrained."""
-    path = resolve(name_or_dir)
+def _verified_weights(path: Path) -> tuple[bytes, str]:
+    """The weights file's bytes and SHA-256, checked against the checksum file."""
     files = {name: path / name for name in (WEIGHTS_FILE, CONFIG_FILE, CHECKSUM_FILE)}
     missing = [name for name, f in files.items() if not f.is_file()]
     if missing:
@@ -88,16 +87,29 @@ def load(name_or_dir: str | Path | None = None, device: str = "cpu") -> Codec:
     if digest != expected:
         raise WeightsError(f"{files[WEIGHTS_FILE]}: SHA-256 {digest[:16]}... does not match "
                            f"{CHECKSUM_FILE} ({expected[:16]}...): the file is damaged or was replaced")
+    return data, digest
+
+
+def stored_tensors(name_or_dir: str | Path | None = None) -> dict:
+    """A checkpoint's stored tensors by name (checksum verified), whatever model they fit: what a training
+    run starting from them copies."""
+    return safetensors_load(_verified_weights(resolve(name_or_dir))[0])
+
+
+def load(name_or_dir: str | Path | None = None, device: str = "cpu") -> Codec:
+    """Load a checkpoint: the shipped default, a shipped name, or a folder written by save_pretrained."""
+    path = resolve(name_or_dir)
+    data, digest = _verified_weights(path)
     try:
-        config = CodecConfig.load(files[CONFIG_FILE])
+        config = CodecConfig.load(path / CONFIG_FILE)
     except (ValueError, TypeError) as err:
-        raise WeightsError(f"{files[CONFIG_FILE]}: invalid config ({err})") from None
+        raise WeightsError(f"{path / CONFIG_FILE}: invalid config ({err})") from None
     model = Codec(config)
     state = safetensors_load(data)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise WeightsError(f"{files[WEIGHTS_FILE]}: weights do not fit the config ({err})") from None
+        raise WeightsError(f"{path / WEIGHTS_FILE}: weights do not fit the config ({err})") from None
     model._checksum = digest
     model._loaded_as = (digest, config.name, copy.deepcopy(config.training))
     return model.eval().to(device)

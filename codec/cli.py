@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .errors import CodecError, UsageError
+from .io.audio import AUDIO_SUFFIXES
 from .io.inputs import INPUTS_HELP, output_paths, resolve_inputs
 from .progress import progress_bar
 from .threads import STREAM_THREADS, torch_threads
@@ -87,6 +88,10 @@ def run_encode(args) -> int:
         raise UsageError(f"--chunk-seconds must be a positive number of seconds, got {args.chunk_seconds:g}")
     inputs = resolve_inputs(args.inputs)
     jobs = list(zip([i.path for i in inputs], output_paths(inputs, args.out, CODES_SUFFIX)))
+    for _, dst in jobs:
+        if dst.suffix.lower() in AUDIO_SUFFIXES:  # codes under an audio name would overwrite audio unnoticed
+            raise UsageError(f"-o {dst}: encode writes a codes file, not audio; name it "
+                             f"{dst.with_suffix(CODES_SUFFIX)} (nothing was written)")
     model = _load(args)
     return _run_batch(args, jobs, lambda src, dst, show: encode_file(
         model, src, dst, n_codebooks=args.n_codebooks, mono=not args.keep_channels,

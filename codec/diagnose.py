@@ -4,8 +4,9 @@ split, each printed as a Markdown table.
     phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same
             with RTPGHI's phases in every bin (none locked to the harmonics), the same without the
             Griffin-Lim passes, the reference's magnitudes with the computed phase (the phase's ceiling),
-            the decoded magnitudes with the reference's phase (the magnitudes' ceiling); PESQ-WB and
-            STOI, averaged over the clips.
+            the decoded magnitudes with the reference's phase (the magnitudes' ceiling), and the
+            decoder given the encoder's pitch estimate itself instead of its two code slots (the pitch
+            coding's cost); PESQ-WB and STOI, averaged over the clips.
     head    is it the network or the head's form? The decoder's source-filter head (an envelope and a
             harmonic share per hop) fitted directly to each clip's magnitudes, beside the network's
             output from the quantized and the unquantized latent, and the two halves swapped between fit
@@ -69,7 +70,8 @@ def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch
 
 def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     """The rebuilt versions of `ref` (1, 1, T) that `phase` scores, each (1, T)."""
-    log_mag, voicing = model._synthesis_inputs(model.encode_prepared(ref))
+    codes = model.encode_prepared(ref)
+    log_mag, voicing = model._synthesis_inputs(codes)
     decoded = model.synthesis(log_mag, voicing=voicing)
     unlocked = model.synthesis(log_mag)  # no voicing: RTPGHI's phases in every bin
     iterations = model.synthesis.iterations
@@ -80,12 +82,17 @@ def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
         model.synthesis.iterations = iterations
     computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
     swapped = _with_phase(model, torch.exp(log_mag), ref)
-    return [decoded, unlocked, plain, computed, swapped]
+    f0 = model.pitch.uncoded(*model.pitch_estimate(ref), model.synthesis_centres)
+    head = model.decoder.head
+    log_mag, share = head.render(*model.decoder.parameters_of(model.latent(codes), f0), f0)
+    uncoded = model.synthesis(log_mag, voicing=(f0, share))
+    return [decoded, unlocked, plain, computed, swapped, uncoded]
 
 
 def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
     names = ("decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
-             "reference magnitude, computed phase", "decoded magnitude, reference phase")
+             "reference magnitude, computed phase", "decoded magnitude, reference phase",
+             "decoded with the encoder's pitch estimate, uncoded")
     return _scored(model, corpus, clips, seconds, "audio", names,
                    lambda m, ref: [(out, ()) for out in _phase_outputs(m, ref)])
 

@@ -161,14 +161,18 @@ class Codec(nn.Module):
             latent = self.encoder(wav)
         return torch.cat([codes, self.quantizer.encode(latent.float(), n - PITCH_CODEBOOKS, backend=backend)], dim=1)
 
-    def pitch_codes(self, wav: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
-        """wav (B, 1, T), T a multiple of frame_size -> the pitch slots (B, 2, F). past: one frame of audio
-        before wav (the estimator looks back less than a frame), zeros if None."""
+    def pitch_estimate(self, wav: torch.Tensor, past: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """wav (B, 1, T), T a multiple of frame_size -> causal YIN's (f0, voiced) per analysis hop (B, T // hop).
+        past: one frame of audio before wav (the estimator looks back less than a frame), zeros if None."""
         cfg = self.config
         if past is None:
             past = wav.new_zeros(wav.shape[0], 1, cfg.frame_size)
         f0, voiced = causal_yin(torch.cat([past, wav], dim=-1), cfg.hop_length, cfg.frame_size, cfg.sample_rate)
-        return self.pitch.encode(f0, voiced)[..., 1:]
+        return f0[:, cfg.hops_per_frame:], voiced[:, cfg.hops_per_frame:]
+
+    def pitch_codes(self, wav: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
+        """wav (B, 1, T), T a multiple of frame_size -> the pitch slots (B, 2, F); past as for pitch_estimate."""
+        return self.pitch.encode(*self.pitch_estimate(wav, past))
 
     def decode_pitch(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, n, F) -> the decoded f0 (Hz, 0 unvoiced) at every synthesis hop (B, F * hops)."""

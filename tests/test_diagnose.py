@@ -41,7 +41,8 @@ def test_pitch_and_phase_print_their_tables(capsys, setup):
     assert "| coded contour vs the input's estimate |" in out and "| decoded audio vs the input |" in out
     out = _run(capsys, setup, "phase", "--clips", "1", "--seconds", "1")
     names = ["decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
-             "reference magnitude, computed phase", "decoded magnitude, reference phase"]
+             "reference magnitude, computed phase", "decoded magnitude, reference phase",
+             "decoded with the encoder's pitch estimate, uncoded"]
     assert [line.split("|")[1].strip() for line in out.splitlines()[2:]] == names
 
 

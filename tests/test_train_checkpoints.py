@@ -132,3 +132,28 @@ def test_reinit_starts_named_layers_of_the_init_weights_fresh(tmp_path, corpus):
     assert any("started as identities: decoder.hop_blocks.0" in line for line in lines), lines
     block, before = load(tmp_path / "run" / "checkpoint").decoder.hop_blocks[0], source.decoder.hop_blocks[0]
     assert not block.pw2.weight.any() and not torch.equal(block.pw1.weight, before.pw1.weight)
+
+
+def test_a_run_fits_missing_pitch_shapes_on_its_training_clips_and_keeps_given_ones(tmp_path, corpus):
+    from codec.io.corpus import Corpus
+    from codec.nn.pitch import analysis_centres, causal_yin
+
+    save_pretrained(Codec(CodecConfig(**{**TINY_MODEL, "name": "tiny-source"})), tmp_path / "source")  # unfitted
+    recipe = tiny_recipe(corpus, steps=1, lr=0.0, init=str(tmp_path / "source"), valid_every=100)
+    lines = []
+    train(recipe, tmp_path / "run", log=lines.append)
+    assert any("fitted the pitch coder's 1024 contour shapes" in line for line in lines), lines
+    fitted = load(tmp_path / "run" / "checkpoint").pitch
+    flat = Codec(CodecConfig(**TINY_MODEL)).pitch
+    clips = Corpus(corpus, "train")
+    wav = torch.from_numpy(clips.audio(0)[: 12 * 1920])[None, None]
+    f0, voiced = causal_yin(wav)
+    def worst_cents(coder):
+        out = coder.decode(coder.encode(f0, voiced), analysis_centres(240, 1920, 960))
+        return float((1200 * torch.log2(out[voiced] / f0[voiced])).abs().max())
+
+    assert worst_cents(fitted) < 10 < worst_cents(flat)  # the contour's glide, which a flat level misses
+    lines.clear()
+    train(recipe.replace(train={"init": str(tmp_path / "run" / "checkpoint")}), tmp_path / "again", log=lines.append)
+    assert not any("fitted the pitch" in line for line in lines)
+    assert torch.equal(load(tmp_path / "again" / "checkpoint").pitch.shapes, fitted.shapes)

@@ -1,10 +1,10 @@
 """Pitch as a coded signal: a causal YIN estimate per 10 ms, coded in two 10-bit slots per 80 ms frame.
 
 `causal_yin` (de Cheveigne and Kawahara, 2002, batched in torch) estimates f0 per analysis hop from
-windows that never reach past the end of their codec frame, so the encoder stays causal. `PitchCoder` fits
-a quadratic in time to each frame's voiced log-f0 values and codes it: slot 0 the level (about 4 cents a
-step; 0 = no voiced hop), slot 1 the slope and curvature on companded grids. Decoding evaluates the
-quadratic at the centre of every synthesis window, so the decoder builds its harmonics from it.
+windows that never reach past the end of their codec frame, so the encoder stays causal. `PitchCoder` codes
+each frame's voiced log-f0 values: slot 0 their mean (about 4 cents a step; 0 = no voiced hop), slot 1
+their shape, the nearest of 1024 contours fitted to training speech. Decoding interpolates the contour to
+the centre of every synthesis window, so the decoder builds its harmonics from it.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 F0_MIN, F0_MAX = 50.0, 500.0  # Hz: the coded range, and YIN's search range
 
@@ -88,88 +89,170 @@ def causal_yin(wav: torch.Tensor, hop: int = 240, frame_size: int = 1920, sample
     return f0, voiced
 
 
-def _companded(levels: int, limit: float) -> torch.Tensor:
-    """`levels` values in [-limit, limit], dense near 0 (a square law): small moves are the common ones."""
-    u = torch.linspace(-1.0, 1.0, levels)
-    return limit * u.sign() * u.square()
+SHAPES = 1024  # slot 1: a codebook of contour shapes (10 bits)
+SHAPE_SEARCH_FRAMES = 512  # frames searched at once: bounds the (frames x shapes) distances' memory
 
 
-class PitchCoder:
+def fit_shapes(offsets: torch.Tensor, voiced: torch.Tensor, size: int = SHAPES, iterations: int = 20, seed: int = 0,
+               chunk: int = 16384) -> torch.Tensor:
+    """k-means under a mask: offsets, voiced (N, W) -> (size, W) centroids that minimize, over the N rows,
+    sum_i voiced_i (offset_i - centroid_i)^2 to each row's nearest centroid. A row's unvoiced entries neither
+    choose its centroid nor move it. Seeded by k-means++; empty clusters restart at the worst-fitted rows."""
+    gen = torch.Generator().manual_seed(seed)
+    voiced = voiced.bool()
+    w = voiced.float()
+    d = torch.where(voiced, offsets.float(), torch.zeros_like(w))
+
+    def cost_to(c: torch.Tensor) -> torch.Tensor:  # each row's masked squared distance to one centroid
+        return (w * (d - c).square()).sum(dim=-1)
+
+    # k-means++: each next seed a row drawn in proportion to its distance to the nearest seed so far
+    centroids = d[torch.randint(len(d), (size,), generator=gen)].clone()
+    best = cost_to(centroids[0])
+    for k in range(1, size):
+        if float(best.sum()) <= 0:  # every row already has an exact seed: the rest stay random rows
+            break
+        centroids[k] = d[torch.multinomial(best / best.sum(), 1, generator=gen)[0]]
+        best = torch.minimum(best, cost_to(centroids[k]))
+
+    def nearest(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        picks, costs = [], []
+        for i in range(0, len(d), chunk):
+            dist = w[i: i + chunk] @ c.square().T - 2 * d[i: i + chunk] @ c.T  # + sum w d^2, the same for all
+            cost, pick = dist.min(dim=-1)
+            picks.append(pick)
+            costs.append(cost + (w[i: i + chunk] * d[i: i + chunk].square()).sum(dim=-1))
+        return torch.cat(picks), torch.cat(costs)
+
+    for _ in range(iterations):
+        pick, cost = nearest(centroids)
+        total = torch.zeros_like(centroids).index_add_(0, pick, d)
+        weight = torch.zeros_like(centroids).index_add_(0, pick, w)
+        centroids = torch.where(weight > 0, total / weight.clamp_min(1e-9), centroids)
+        empty = torch.nonzero(weight.sum(dim=-1) == 0)[:, 0][: len(d)]
+        if len(empty):
+            centroids[empty] = d[cost.topk(len(empty)).indices]
+    return centroids
+
+
+class PitchCoder(nn.Module):
     """Per-frame f0 contour <-> two codes in [0, 1024); stateless, so every frame codes and decodes alone.
 
-    A frame's voiced log2-f0 values y_i at times t_i (frame-relative, -0.5 to 0.5) are fitted by
-    a + b t + c (t^2 - 1/12) (least squares, a light ridge on b and c so one or two voiced hops give a
-    flat contour). Slot 0: 1 + a on a uniform grid over [log2 F0_MIN, log2 F0_MAX] (1023 steps of 3.9
-    cents), 0 when no hop is voiced. Slot 1: b on 64 and c on 16 companded levels, b * 16 + c.
+    A frame has W distinct estimation windows (`analysis_centres`: the last hops of a frame share one). Slot 0
+    codes the mean a of the frame's voiced log2 f0 values on a uniform grid over [log2 F0_MIN, log2 F0_MAX]
+    (1 + a's step: 1022 steps of 3.9 cents; 0 when no window is voiced). Slot 1 codes the contour's shape:
+    the nearest, over the voiced windows, of `shapes` (1024 x W log2-f0 offsets from a, fitted to training
+    speech by k-means: `fit`). Decoding gives a + shape at each window's centre, linear between centres and
+    held before the first and after the last; with slot 0 alone the contour is flat. Per-window offsets
+    follow what a low-order curve per frame cannot: a syllable that ends and another that starts in one
+    frame, a fall steeper than a frame's quadratic.
     """
 
-    SLOPE = _companded(64, 1.5)  # octaves per frame
-    CURVE = _companded(16, 4.0)
-
-    def __init__(self, hop: int = 240, frame_size: int = 1920, window: int = 960, sample_rate: int = 24000):
+    def __init__(self, hop: int = 240, frame_size: int = 1920, window: int = 960, sample_rate: int = 24000,
+                 shapes: int = SHAPES):
+        super().__init__()
         self.hop, self.frame_size, self.window, self.sample_rate = hop, frame_size, window, sample_rate
-        self.times = self._time(analysis_centres(hop, frame_size, window).float())
+        centres = analysis_centres(hop, frame_size, window)
+        distinct = torch.unique(centres)
+        # the first hop estimated from each distinct window: its estimate stands for the window
+        self.register_buffer("first_hop", torch.searchsorted(centres, distinct), persistent=False)
+        self.register_buffer("centres", distinct.float(), persistent=False)
+        self.register_buffer("shapes", torch.zeros(shapes, len(distinct)))  # zeros until fitted: flat contours
         self.low, self.high = math.log2(F0_MIN), math.log2(F0_MAX)
 
-    def _time(self, offset: torch.Tensor) -> torch.Tensor:
-        return offset / self.frame_size - 0.5
+    @property
+    def fitted(self) -> bool:
+        return bool(self.shapes.any())
 
-    def fit(self, f0: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
-        """f0, voiced (B, H), H = frames * hops_per_frame -> quadratic coefficients (B, F, 3); a = 0 unvoiced."""
-        batch, hops = f0.shape
+    def windows(self, f0: torch.Tensor, voiced: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f0, voiced (B, H), H = frames * hops_per_frame -> log2 f0 and voicing of each frame's distinct
+        windows (B, F, W)."""
         per = self.frame_size // self.hop
-        y = torch.log2(f0.clamp_min(1.0)).reshape(batch, -1, per).double()
-        w = voiced.reshape(batch, -1, per).double()
-        t = self.times.double().to(f0.device)
-        basis = torch.stack([torch.ones_like(t), t, t.square() - 1 / 12], dim=-1)  # (per, 3)
-        gram = torch.einsum("bfi,ij,ik->bfjk", w, basis, basis)
-        gram = gram + torch.diag(torch.tensor([1e-6, 0.05, 0.05], dtype=torch.float64, device=f0.device))
-        rhs = torch.einsum("bfi,ij,bfi->bfj", w, basis, y)
-        coef = torch.linalg.solve(gram, rhs[..., None])[..., 0]
-        return torch.where(w.sum(dim=-1, keepdim=True) > 0, coef, torch.zeros_like(coef)).float()
+        y = torch.log2(f0.clamp_min(1.0)).reshape(f0.shape[0], -1, per)[..., self.first_hop]
+        return y, voiced.reshape(f0.shape[0], -1, per)[..., self.first_hop]
+
+    def _level(self, code: torch.Tensor) -> torch.Tensor:
+        return self.low + (code.clamp_min(1) - 1).float() / 1022 * (self.high - self.low)
 
     def encode(self, f0: torch.Tensor, voiced: torch.Tensor) -> torch.Tensor:
         """f0, voiced (B, H) -> codes (B, 2, F), int64."""
-        coef = self.fit(f0, voiced)
-        a, b, c = coef.unbind(-1)
-        has = voiced.reshape(*a.shape, -1).any(dim=-1)
-        level = ((a - self.low) / (self.high - self.low) * 1022).round().clamp(0, 1022).long() + 1
+        y, v = self.windows(f0, voiced)
+        y, w = y.double(), v.double()
+        has = v.any(dim=-1)
+        mean = (y * w).sum(dim=-1) / w.sum(dim=-1).clamp_min(1.0)
+        level = ((mean - self.low) / (self.high - self.low) * 1022).round().clamp(0, 1022).long() + 1
         level = torch.where(has, level, torch.zeros_like(level))
-        slope = (b[..., None] - self.SLOPE.to(b.device)).abs().argmin(dim=-1)
-        curve = (c[..., None] - self.CURVE.to(c.device)).abs().argmin(dim=-1)
-        shape = torch.where(has, slope * len(self.CURVE) + curve, torch.zeros_like(slope))
-        return torch.stack([level, shape], dim=1)
+        offsets = y - self._level(level).double()[..., None]  # from the level as decoded
+        shape = torch.cat([self._nearest_shape(offsets[:, i: i + SHAPE_SEARCH_FRAMES], w[:, i: i + SHAPE_SEARCH_FRAMES])
+                           for i in range(0, max(offsets.shape[1], 1), SHAPE_SEARCH_FRAMES)], dim=1)
+        return torch.stack([level, torch.where(has, shape, torch.zeros_like(shape))], dim=1)
+
+    def _nearest_shape(self, offsets: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """(B, F, W) float64 -> (B, F): the shape nearest over the voiced windows. Elementwise sums in
+        float64, no matrix product: a frame gets the same code whether coded alone, in a chunk or in a whole
+        file (a matrix product's rounding depends on its size and can flip a near tie)."""
+        shapes = self.shapes.to(offsets.device).double()
+        dist = offsets.new_zeros(*offsets.shape[:-1], len(shapes))
+        for j in range(shapes.shape[-1]):
+            dist += w[..., j, None] * (offsets[..., j, None] - shapes[:, j]).square()
+        return dist.argmin(dim=-1)
 
     def decode(self, codes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """codes (B, 1 or 2, F) -> f0 Hz (B, F * len(offsets)) at the frame offsets given (samples); 0 where
-        the frame had no voiced hop. With slot 0 alone the contour is flat."""
+        the frame had no voiced window."""
         level = codes[:, 0]
-        a = self.low + (level.clamp_min(1) - 1).float() / 1022 * (self.high - self.low)
-        t = self._time(offsets.float().to(codes.device))
-        value = a[..., None].expand(*a.shape, len(t))
-        if codes.shape[1] > 1:
-            slope = self.SLOPE.to(codes.device)[codes[:, 1] // len(self.CURVE)]
-            curve = self.CURVE.to(codes.device)[codes[:, 1] % len(self.CURVE)]
-            value = value + slope[..., None] * t + curve[..., None] * (t.square() - 1 / 12)
-        f0 = torch.exp2(value.clamp(self.low - 0.5, self.high + 0.5))
-        return torch.where(level[..., None] > 0, f0, torch.zeros_like(f0)).flatten(1)
+        # float64, rounded to float32 at the end: a frame then decodes to the same bits alone (streaming)
+        # as among many (offline), whichever vectorized or scalar kernels its size meets.
+        shape = self.shapes.double()[codes[:, 1]] if codes.shape[1] > 1 else 0.0
+        value = (self._level(level).double()[..., None] + shape).expand(*level.shape, len(self.centres))
+        return self.contour(value, level > 0, offsets)
+
+    def uncoded(self, f0: torch.Tensor, voiced: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The estimate itself as decode would give it, with no coding: f0, voiced (B, H) -> f0 Hz at the
+        offsets (B, F * len(offsets)); a frame's unvoiced windows take its voiced windows' mean."""
+        y, v = self.windows(f0, voiced)
+        w = v.double()
+        mean = (y * w).sum(dim=-1, keepdim=True) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+        return self.contour(torch.where(v, y.double(), mean), v.any(dim=-1), offsets)
+
+    def contour(self, value: torch.Tensor, has: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """log2 f0 at the window centres (B, F, W), float64, and frame voicing (B, F) -> f0 Hz at the offsets
+        (B, F * len(offsets)): linear between the centres, held flat outside them, 0 in unvoiced frames."""
+        centres, offsets = self.centres.double(), offsets.double().to(value.device)
+        right = torch.searchsorted(centres, offsets).clamp(1, len(centres) - 1)
+        left = right - 1
+        frac = ((offsets - centres[left]) / (centres[right] - centres[left])).clamp(0.0, 1.0)
+        value = value[..., left] * (1.0 - frac) + value[..., right] * frac
+        f0 = torch.exp2(value.clamp(self.low - 0.5, self.high + 0.5)).float()
+        return torch.where(has[..., None], f0, torch.zeros_like(f0)).flatten(1)
+
+    @torch.no_grad()
+    def fit(self, f0: torch.Tensor, voiced: torch.Tensor, iterations: int = 20, seed: int = 0) -> int:
+        """Fit `shapes` to the contours of f0, voiced (B, H) (training speech): k-means over the voiced
+        frames' offsets from their mean. Returns the number of voiced frames fitted on."""
+        y, v = self.windows(f0, voiced)
+        y, v = y.reshape(-1, y.shape[-1]), v.reshape(-1, v.shape[-1])
+        keep = v.any(dim=-1)
+        y, v = y[keep], v[keep]
+        w = v.float()
+        offsets = y - ((y * w).sum(dim=-1, keepdim=True) / w.sum(dim=-1, keepdim=True))
+        self.shapes.copy_(fit_shapes(offsets, v, len(self.shapes), iterations, seed))
+        return len(y)
 
     def features(self, codebook_size: int, dim: int) -> torch.Tensor:
         """(2, codebook_size, dim): a sinusoidal feature of what each code says (slot 0: its log2 f0, code 0
-        unvoiced; slot 1: its slope and curvature), for initializing a backbone's token embeddings."""
+        unvoiced; slot 1: its shape's offsets), for initializing a backbone's token embeddings."""
         half = dim // 2
         rates = torch.exp(torch.linspace(0.0, 6.0, half))  # periods from 2 pi down to ~1/60 of the range
         codes = torch.arange(codebook_size)
         level = (codes.clamp_min(1) - 1).float() / 1022 * (codes > 0)
-        slope = self.SLOPE[(codes // len(self.CURVE)).clamp_max(len(self.SLOPE) - 1)] / self.SLOPE.max()
-        curve = self.CURVE[codes % len(self.CURVE)] / self.CURVE.max()
         out = torch.zeros(2, codebook_size, dim)
         out[0, :, :half] = torch.sin(level[:, None] * rates)
         out[0, :, half: 2 * half] = torch.cos(level[:, None] * rates)
         out[0, 0] = 0.0  # unvoiced: no pitch
-        quarter = half // 2
-        out[1, :, :quarter] = torch.sin(slope[:, None] * rates[:quarter])
-        out[1, :, quarter: half] = torch.cos(slope[:, None] * rates[:quarter])
-        out[1, :, half: half + quarter] = torch.sin(curve[:, None] * rates[:quarter])
-        out[1, :, half + quarter: 2 * half] = torch.cos(curve[:, None] * rates[:quarter])
+        shapes = self.shapes.cpu()[codes.clamp_max(len(self.shapes) - 1)]  # (codebook_size, W), octaves
+        per = half // shapes.shape[-1]  # rates per offset: from 1 to 55 radians an octave
+        angles = (shapes[..., None] * torch.exp(torch.linspace(0.0, 4.0, per))).flatten(1)
+        out[1, :, : angles.shape[-1]] = torch.sin(angles)
+        out[1, :, half: half + angles.shape[-1]] = torch.cos(angles)
         return out

@@ -22,6 +22,7 @@ from ..io.atomic import atomic_path
 from ..model import Codec
 from ..progress import progress_bar
 from .batches import StepBatches, valid_crops
+from .pitch_shapes import fit_pitch_shapes
 from .recipe import Recipe, load_recipe, recipe_name
 from .state import METRICS_FILE, load_state, read_metrics, save_state, start_from, write_recipe
 from .trainer import Trainer, lr_at, step_seed
@@ -146,6 +147,13 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
     trainer = Trainer(recipe, device, ddp=world > 1)
     model = trainer.model
     meta = _restore(trainer, out / "checkpoint", t.init, t.reinit, log=log if main_rank else (lambda s: None))
+    if not model.pitch.fitted:  # every rank fits the same shapes: same clips, same seed
+        frames, clips = fit_pitch_shapes(model, d.corpus, d.loudness_db, seed=t.seed)
+        if trainer.ema is not None:
+            trainer.ema.pitch.shapes.copy_(model.pitch.shapes)
+        if main_rank:
+            log(f"fitted the pitch coder's {len(model.pitch.shapes)} contour shapes on {frames} voiced frames "
+                f"of {clips} training clips")
     step, wall_before = int(meta.get("step", 0)), float(meta.get("wall_s", 0.0))
     crop = d.crop_frames * model.frame_size
     end = t.steps if max_steps is None else min(t.steps, step + max_steps)

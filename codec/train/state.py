@@ -13,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import load, save_pretrained
+from ..checkpoint import load, save_pretrained, stored_tensors
 from ..nn.networks import ConvNeXtBlock
 from ..io.atomic import atomic_path
 from .recipe import Recipe
@@ -131,7 +131,7 @@ def start_from(trainer: Trainer, weights: str, reinit: tuple[str, ...] = (), log
     and shape match is copied, except those under a `reinit` prefix; the others (layers the recipe adds or
     resizes) keep their initialization, ConvNeXt blocks among them starting as identities, and `log` names
     them. The optimizer starts fresh."""
-    source = load(weights).state_dict()
+    source = stored_tensors(weights)
     target = trainer.model.state_dict()
     copied = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape
               and not any(k == p or k.startswith(p + ".") for p in reinit)}
