@@ -175,3 +175,28 @@ def test_training_fits_the_magnitudes_of_a_voiced_signal():
     harmonic = sum(spectrum[(freqs > k * 140 * 0.85) & (freqs < k * 140 * 1.15)].sum() for k in range(1, 8))
     between = sum(spectrum[(freqs > (k + 0.35) * 140) & (freqs < (k + 0.65) * 140)].sum() for k in range(1, 8))
     assert harmonic > 3 * between
+
+
+def test_envelope_term_ignores_where_the_harmonics_sit_and_follows_the_envelope():
+    """A pulse train's harmonics moved by 4 % (a quarter-tone) change every bin's log magnitude, not the
+    band energies; a 6 dB tilt of the envelope changes both."""
+    from codec.train.losses import MagnitudeLoss
+
+    t = torch.arange(24000) / 24000
+
+    def voice(f0: float, tilt_db: float = 0.0) -> torch.Tensor:
+        k = torch.arange(1, int(11000 / f0))[:, None]
+        gain = 10 ** (-tilt_db * k * f0 / 12000 / 20) / k  # 1/k falloff, tilted towards the top
+        return (gain * torch.sin(2 * torch.pi * k * f0 * t)).sum(dim=0)
+
+    window = torch.hann_window(480, periodic=True)
+
+    def mags(x: torch.Tensor) -> torch.Tensor:
+        return torch.stft(x, 480, 120, window=window, center=False, return_complex=True).abs().T[None]
+
+    loss = MagnitudeLoss(480, 24000)
+    ref = mags(voice(150.0))
+    detuned = loss(torch.log(mags(voice(156.0)) + 1e-9), ref)
+    tilted = loss(torch.log(mags(voice(150.0, tilt_db=6.0)) + 1e-9), ref)
+    assert detuned["log"] > 0.5 and detuned["envelope"] < 0.05, detuned  # log10 power: 0.05 = 0.5 dB
+    assert tilted["envelope"] > 0.1, tilted

@@ -34,19 +34,35 @@ class MultiScaleMelLoss(nn.Module):
         return total / len(self.scales)
 
 
+def envelope_bands(n_fft: int, sample_rate: int, n_bands: int = 32, min_width_hz: float = 300.0) -> torch.Tensor:
+    """(bins, n_bands) triangular bands, centres even on the mel scale, each at least `min_width_hz` to each
+    side: wider than the harmonic spacing of most voices, so a band's energy is the envelope's whatever the
+    harmonics' exact places."""
+    freqs = torch.arange(n_fft // 2 + 1) * sample_rate / n_fft
+    top = 2595.0 * torch.log10(torch.tensor(1.0 + sample_rate / 2 / 700.0))
+    centres = 700.0 * (10.0 ** (torch.linspace(0.0, float(top), n_bands + 2) / 2595.0) - 1.0)
+    half = torch.maximum((centres[2:] - centres[:-2]) / 2, torch.tensor(min_width_hz))
+    mid = centres[1:-1]
+    bands = (1.0 - (freqs[:, None] - mid[None]).abs() / half[None]).clamp_min(0.0)
+    return bands / bands.sum(dim=0, keepdim=True)
+
+
 class MagnitudeLoss(nn.Module):
     """Decoded log magnitudes against a reference STFT in the same framing: (B, H, K) each -> three terms.
 
     - "log": L1 between natural-log magnitudes, every bin alike (also the quiet high band);
     - "convergence": spectral convergence ||S - S_hat||_F / ||S||_F per item, then averaged: the loud
       bins (formants, harmonics), and a silent item cannot dominate through a tiny norm;
-    - "mel": L1 between log10 mel energies (80 bands), the perceptual weighting of the mel loss.
+    - "mel": L1 between log10 mel energies (80 bands), the perceptual weighting of the mel loss;
+    - "envelope": L1 between log10 energies of 32 bands at least 600 Hz wide (`envelope_bands`): the
+      spectral envelope, which a harmonic a few hertz off does not move.
     """
 
     def __init__(self, n_fft: int, sample_rate: int, n_mels: int = 80, floor: float = 1e-4):
         super().__init__()
         fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2)
         self.register_buffer("fb", torch.from_numpy(fb).float().T.contiguous(), persistent=False)  # (K, mels)
+        self.register_buffer("bands", envelope_bands(n_fft, sample_rate), persistent=False)
         self.floor = floor  # -80 dB under a loud harmonic: below it, error is inaudible and log error explodes
 
     def forward(self, log_mag: torch.Tensor, target: torch.Tensor) -> dict:
@@ -55,4 +71,6 @@ class MagnitudeLoss(nn.Module):
         diff = torch.linalg.vector_norm(target - mag, dim=(1, 2))
         convergence = (diff / torch.linalg.vector_norm(target, dim=(1, 2)).clamp_min(1e-3)).mean()
         mel = (torch.log10(mag @ self.fb + 1e-5) - torch.log10(target @ self.fb + 1e-5)).abs().mean()
-        return {"log": log_term, "convergence": convergence, "mel": mel}
+        envelope = (torch.log10(mag.square() @ self.bands + 1e-10) - torch.log10(target.square() @ self.bands + 1e-10)
+                    ).abs().mean()
+        return {"log": log_term, "convergence": convergence, "mel": mel, "envelope": envelope}

@@ -57,6 +57,7 @@ class TrainRecipe:
     mel_weight: float = 15.0
     log_weight: float = 5.0
     convergence_weight: float = 5.0
+    envelope_weight: float = 0.0  # band energies the harmonics' places cannot move (losses.envelope_bands)
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     residual_weight: float = 1.0  # each RVQ stage fits its residual (codec.nn.quantizer)

@@ -75,7 +75,8 @@ class Trainer:
             target = self.model.target_magnitudes(wav)
         terms = self.magnitude(log_mag.float(), target)  # float32: log spectra of bf16 lose the quiet bins
         loss = t.mel_weight * terms["mel"] + t.log_weight * terms["log"] \
-            + t.convergence_weight * terms["convergence"] + t.commitment_weight * q.commitment_loss \
+            + t.convergence_weight * terms["convergence"] + t.envelope_weight * terms["envelope"] \
+            + t.commitment_weight * q.commitment_loss \
             + t.codebook_weight * q.codebook_loss + t.residual_weight * q.residual_loss
         out = dict(terms)
         if reseeded is not None:
