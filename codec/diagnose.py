@@ -34,7 +34,7 @@ from . import kernels
 from .config import PITCH_CODEBOOKS
 from .eval.metrics import NotComputable, pesq, stoi
 from .io.corpus import Corpus
-from .nn.pitch import analysis_centres, causal_yin
+from .nn.pitch import analysis_centres
 
 RVQ_DEPTHS = (1, 2, 4, 6, 15, 35)  # latent stages: with the pitch slots, 3, 4, 6, 8, 17 and 37 codebooks
 # what each measurement reads by default: clips spread over the split, seconds of each (stream: in all)
@@ -83,9 +83,8 @@ def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
     swapped = _with_phase(model, torch.exp(log_mag), ref)
     f0 = model.pitch.uncoded(*model.pitch_estimate(ref), model.synthesis_centres)
-    head = model.decoder.head
-    log_mag, share = head.render(*model.decoder.parameters_of(model.latent(codes), f0), f0)
-    uncoded = model.synthesis(log_mag, voicing=(f0, share))
+    log_mag, voicing = model._synthesis_inputs(codes, f0=f0)
+    uncoded = model.synthesis(log_mag, voicing=voicing)
     return [decoded, unlocked, plain, computed, swapped, uncoded]
 
 
@@ -172,7 +171,7 @@ def _pitch_row(name: str, a: torch.Tensor, va: torch.Tensor, b: torch.Tensor, vb
 
 
 def pitch(model, corpus: Corpus, clips: int, seconds: float) -> str:
-    cfg, rate = model.config, model.sample_rate
+    cfg = model.config
     offsets = analysis_centres(cfg.hop_length, cfg.frame_size, 960)
     found, coded, heard = [], [], []
     for i in _clips(corpus, clips):
@@ -180,10 +179,10 @@ def pitch(model, corpus: Corpus, clips: int, seconds: float) -> str:
         with torch.no_grad():
             codes = model.encode_prepared(wav)
             decoded = model.decode(codes)
-        found.append(causal_yin(wav, cfg.hop_length, cfg.frame_size, rate))
+        found.append(model.pitch_estimate(wav))
         f0 = model.pitch.decode(codes[:, :PITCH_CODEBOOKS], offsets)
         coded.append((f0, f0 > 0))
-        heard.append(causal_yin(decoded, cfg.hop_length, cfg.frame_size, rate))
+        heard.append(model.pitch_estimate(decoded))
 
     def cat(pairs, j):
         return torch.cat([p[j].flatten() for p in pairs])

@@ -190,12 +190,14 @@ class Codec(nn.Module):
         return self._synthesis_inputs(codes, bf16, backend)[0]
 
     @torch.no_grad()
-    def _synthesis_inputs(self, codes: torch.Tensor, bf16: bool = False, backend: str | None = None) -> tuple:
-        """codes (B, n, F) -> (log magnitudes, (f0 (B, F * hops), harmonic share (B, F * hops, bins)))."""
+    def _synthesis_inputs(self, codes: torch.Tensor, bf16: bool = False, backend: str | None = None,
+                          f0: torch.Tensor | None = None) -> tuple:
+        """codes (B, n, F) -> (log magnitudes, (f0 (B, F * hops), harmonic share (B, F * hops, bins))).
+        f0: the pitch to decode with instead of the coded one (diagnostics)."""
         self._check_dtype()
         codes = codes.to(self.device)
         latent = self.latent(codes, backend=backend)
-        f0 = self.decode_pitch(codes)
+        f0 = self.decode_pitch(codes) if f0 is None else f0
         with _autocast(latent.device, bf16):
             log_mag, share = self.decoder.head.render(*self.decoder.parameters_of(latent, f0), f0)
         return log_mag.float(), (f0, share.float())

@@ -171,6 +171,12 @@ class PitchCoder(nn.Module):
         y = torch.log2(f0.clamp_min(1.0)).reshape(f0.shape[0], -1, per)[..., self.first_hop]
         return y, voiced.reshape(f0.shape[0], -1, per)[..., self.first_hop]
 
+    @staticmethod
+    def _voiced_mean(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(..., W) log2 f0 and voicing -> (..., 1) float64: the mean over the voiced windows (0 if none)."""
+        w = v.double()
+        return (y.double() * w).sum(dim=-1, keepdim=True) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
+
     def _level(self, code: torch.Tensor) -> torch.Tensor:
         return self.low + (code.clamp_min(1) - 1).float() / 1022 * (self.high - self.low)
 
@@ -179,7 +185,7 @@ class PitchCoder(nn.Module):
         y, v = self.windows(f0, voiced)
         y, w = y.double(), v.double()
         has = v.any(dim=-1)
-        mean = (y * w).sum(dim=-1) / w.sum(dim=-1).clamp_min(1.0)
+        mean = self._voiced_mean(y, v)[..., 0]
         level = ((mean - self.low) / (self.high - self.low) * 1022).round().clamp(0, 1022).long() + 1
         level = torch.where(has, level, torch.zeros_like(level))
         offsets = y - self._level(level).double()[..., None]  # from the level as decoded
@@ -203,7 +209,7 @@ class PitchCoder(nn.Module):
         level = codes[:, 0]
         # float64, rounded to float32 at the end: a frame then decodes to the same bits alone (streaming)
         # as among many (offline), whichever vectorized or scalar kernels its size meets.
-        shape = self.shapes.double()[codes[:, 1]] if codes.shape[1] > 1 else 0.0
+        shape = self.shapes[codes[:, 1]].double() if codes.shape[1] > 1 else 0.0
         value = (self._level(level).double()[..., None] + shape).expand(*level.shape, len(self.centres))
         return self.contour(value, level > 0, offsets)
 
@@ -211,9 +217,7 @@ class PitchCoder(nn.Module):
         """The estimate itself as decode would give it, with no coding: f0, voiced (B, H) -> f0 Hz at the
         offsets (B, F * len(offsets)); a frame's unvoiced windows take its voiced windows' mean."""
         y, v = self.windows(f0, voiced)
-        w = v.double()
-        mean = (y * w).sum(dim=-1, keepdim=True) / w.sum(dim=-1, keepdim=True).clamp_min(1.0)
-        return self.contour(torch.where(v, y.double(), mean), v.any(dim=-1), offsets)
+        return self.contour(torch.where(v, y.double(), self._voiced_mean(y, v)), v.any(dim=-1), offsets)
 
     def contour(self, value: torch.Tensor, has: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """log2 f0 at the window centres (B, F, W), float64, and frame voicing (B, F) -> f0 Hz at the offsets
@@ -234,8 +238,7 @@ class PitchCoder(nn.Module):
         y, v = y.reshape(-1, y.shape[-1]), v.reshape(-1, v.shape[-1])
         keep = v.any(dim=-1)
         y, v = y[keep], v[keep]
-        w = v.float()
-        offsets = y - ((y * w).sum(dim=-1, keepdim=True) / w.sum(dim=-1, keepdim=True))
+        offsets = y - self._voiced_mean(y, v).float()
         self.shapes.copy_(fit_shapes(offsets, v, len(self.shapes), iterations, seed))
         return len(y)
 

@@ -5,6 +5,8 @@ import librosa
 import torch
 from torch import nn
 
+from ..nn.networks import mel_points
+
 # (n_fft, hop, mel bands): short windows catch onsets, long ones harmonics.
 MEL_SCALES = ((256, 64, 32), (512, 128, 64), (1024, 256, 80), (2048, 512, 128))
 
@@ -39,8 +41,7 @@ def envelope_bands(n_fft: int, sample_rate: int, n_bands: int = 32, min_width_hz
     side: wider than the harmonic spacing of most voices, so a band's energy is the envelope's whatever the
     harmonics' exact places."""
     freqs = torch.arange(n_fft // 2 + 1) * sample_rate / n_fft
-    top = 2595.0 * torch.log10(torch.tensor(1.0 + sample_rate / 2 / 700.0))
-    centres = 700.0 * (10.0 ** (torch.linspace(0.0, float(top), n_bands + 2) / 2595.0) - 1.0)
+    centres = mel_points(n_bands + 2, sample_rate / 2)
     half = torch.maximum((centres[2:] - centres[:-2]) / 2, torch.tensor(min_width_hz))
     mid = centres[1:-1]
     bands = (1.0 - (freqs[:, None] - mid[None]).abs() / half[None]).clamp_min(0.0)
