@@ -9,8 +9,9 @@ split, each printed as a Markdown table.
             coding's cost); PESQ-WB and STOI, averaged over the clips.
     head    is it the network or the head's form? The decoder's source-filter head (an envelope and a
             harmonic share per hop) fitted directly to each clip's magnitudes, beside the network's
-            output from the quantized and the unquantized latent, and the two halves swapped between fit
-            and network; log-magnitude L1, PESQ-WB and STOI.
+            output from the quantized and the unquantized latent, the two halves swapped between fit
+            and network, and the fitted envelope put in only the loud hops, only the quiet hops, or only
+            below 1 kHz (where its error is heard); log-magnitude L1, PESQ-WB and STOI.
     pitch   how well the pitch is coded and heard: the coded contour against the encoder's estimate, and the
             estimate on the decoded audio against the input's, in cents on hops both call voiced (median,
             95th percentile, share within 50 cents) and the share of hops whose voicing disagrees.
@@ -45,6 +46,8 @@ PCA_SIZES = (32, 64, 128, 256)
 PCA_CLIPS = 300  # training clips the principal components are fitted on (about 7,000 frames)
 SILENT = -7.0  # mean log band energy under which a frame is silence and left out
 HEAD_FIT_STEPS = 300  # Adam steps fitting the head's parameters to a clip: the fit's L1 has levelled off
+LOUD_DB = 40.0  # hops within this of a clip's loudest are its loud hops (the rest: pauses, silence)
+LOW_BAND_HZ = 1000.0  # below it, envelope points lie closer than the harmonics of most voices
 
 
 def _clips(corpus: Corpus, n: int) -> list[int]:
@@ -141,15 +144,25 @@ def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
     net = model.decoder.parameters_of(model.latent(codes), f0)
     fit = _fit_head(model, *net, f0, target)
     unquantized = model.decoder.parameters_of(model.encoder(ref), f0)
+    # Where the envelope's error is heard: the fitted envelope in some hops or bands, the network's elsewhere.
+    level = 10 * torch.log10(torch.exp(2 * target).mean(dim=-1, keepdim=True))  # (1, H, 1) dB
+    loud = level > level.max() - LOUD_DB
+    low = head.envelope_points_hz < LOW_BAND_HZ
     versions = [head.render(*net, f0), head.render(*unquantized, f0), head.render(*fit, f0),
-                head.render(fit[0], net[1], f0), head.render(net[0], fit[1], f0)]
+                head.render(fit[0], net[1], f0), head.render(net[0], fit[1], f0),
+                head.render(torch.where(loud, fit[0], net[0]), net[1], f0),
+                head.render(torch.where(loud, net[0], fit[0]), net[1], f0),
+                head.render(torch.where(low, fit[0], net[0]), net[1], f0)]
     return [(model.synthesis(log_mag, voicing=(f0, share)), (float((log_mag - target).abs().mean()),))
             for log_mag, share in versions]
 
 
 def head(model, corpus: Corpus, clips: int, seconds: float) -> str:
     names = ("decoded", "decoded from the unquantized latent", "head fitted to the clip (no network)",
-             "fitted envelope, the network's harmonic share", "the network's envelope, fitted harmonic share")
+             "fitted envelope, the network's harmonic share", "the network's envelope, fitted harmonic share",
+             f"fitted envelope in the loud hops (within {LOUD_DB:.0f} dB of the loudest), the network's elsewhere",
+             "fitted envelope in the quiet hops, the network's elsewhere",
+             f"fitted envelope below {LOW_BAND_HZ:.0f} Hz, the network's above")
     return _scored(model, corpus, clips, seconds, "magnitudes", names, _head_outputs, extra=("log-magnitude L1",))
 
 

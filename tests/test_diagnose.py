@@ -51,7 +51,10 @@ def test_the_head_fitted_to_a_clip_beats_an_untrained_network(capsys, setup):
     rows = {line.split("|")[1].strip(): [float(x) for x in line.split("|")[2:5]] for line in out.splitlines()[2:]}
     assert list(rows) == ["decoded", "decoded from the unquantized latent", "head fitted to the clip (no network)",
                           "fitted envelope, the network's harmonic share",
-                          "the network's envelope, fitted harmonic share"]
+                          "the network's envelope, fitted harmonic share",
+                          "fitted envelope in the loud hops (within 40 dB of the loudest), the network's elsewhere",
+                          "fitted envelope in the quiet hops, the network's elsewhere",
+                          "fitted envelope below 1000 Hz, the network's above"]
     fitted, decoded = rows["head fitted to the clip (no network)"][0], rows["decoded"][0]
     assert fitted < 0.5 * decoded, out  # the fit reaches the form's ceiling; an untrained network is far off
 

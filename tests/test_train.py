@@ -1,5 +1,6 @@
 """Training: a tiny model overfits a few clips, resume is exact, 2-process DDP on the CPU, the data stream."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -200,3 +201,40 @@ def test_envelope_term_ignores_where_the_harmonics_sit_and_follows_the_envelope(
     tilted = loss(torch.log(mags(voice(150.0, tilt_db=6.0)) + 1e-9), ref)
     assert detuned["log"] > 0.5 and detuned["envelope"] < 0.05, detuned  # log10 power: 0.05 = 0.5 dB
     assert tilted["envelope"] > 0.1, tilted
+
+
+def test_loudness_term_weighs_loud_hops_and_nearly_ignores_silence():
+    """The same 6 dB error costs the log term about alike in a loud hop and a hop 50 dB down (its floor sits
+    lower still); the loudness term
+    (band power^0.23 against the item's level) charges the quiet hop far less, and nothing for no error."""
+    from codec.train.losses import MagnitudeLoss
+
+    loss = MagnitudeLoss(480, 24000)
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(1, 40, 241, generator=g) + 0.5
+    ref[:, 20:] *= 10 ** (-50 / 20)  # the second half: 50 dB quieter
+
+    def with_error(rows: slice) -> dict:
+        est = ref.clone()
+        est[:, rows] *= 2.0  # +6 dB
+        return loss(torch.log(est), ref)
+
+    loud, quiet = with_error(slice(0, 20)), with_error(slice(20, 40))
+    assert abs(loud["log"] - quiet["log"]) < 0.05 * loud["log"]
+    assert quiet["loudness"] < 0.1 * loud["loudness"], (loud, quiet)
+    assert loss(torch.log(ref), ref)["loudness"] < 1e-6
+
+
+def test_low_term_sees_only_the_band_below_1_khz():
+    from codec.train.losses import MagnitudeLoss
+
+    loss = MagnitudeLoss(480, 24000)
+    ref = torch.rand(1, 10, 241, generator=torch.Generator().manual_seed(0)) + 0.5
+    est = ref.clone()
+    est[..., 21:] *= 2.0  # every bin from 1050 Hz up (50 Hz bins)
+    high = loss(torch.log(est), ref)
+    est = ref.clone()
+    est[..., :21] *= 2.0
+    low = loss(torch.log(est), ref)
+    assert high["low"] < 1e-6 and high["log"] > 0.5
+    assert abs(low["low"] - math.log(2.0)) < 1e-3 and low["log"] < 0.1

@@ -157,8 +157,8 @@ class SourceFilterHead(nn.Module):
         freqs = torch.arange(n_fft // 2 + 1) * sample_rate / n_fft
         self.register_buffer("freqs", freqs, persistent=False)
         nyquist = sample_rate / 2
-        self.register_buffer("envelope_basis", interpolation_matrix(mel_points(envelope_points, nyquist), freqs),
-                             persistent=False)
+        self.register_buffer("envelope_points_hz", mel_points(envelope_points, nyquist), persistent=False)
+        self.register_buffer("envelope_basis", interpolation_matrix(self.envelope_points_hz, freqs), persistent=False)
         self.register_buffer("band_basis", interpolation_matrix(mel_points(voicing_bands, nyquist), freqs),
                              persistent=False)
 

@@ -48,15 +48,25 @@ def envelope_bands(n_fft: int, sample_rate: int, n_bands: int = 32, min_width_hz
     return bands / bands.sum(dim=0, keepdim=True)
 
 
+LOW_BAND_HZ = 1000.0  # the "low" term's band: where a voice's first harmonics and its first formant lie
+LOUDNESS_EXPONENT = 0.23  # Zwicker: loudness grows as band intensity^0.23 (PESQ's loudness model uses it too)
+
+
 class MagnitudeLoss(nn.Module):
-    """Decoded log magnitudes against a reference STFT in the same framing: (B, H, K) each -> three terms.
+    """Decoded log magnitudes against a reference STFT in the same framing: (B, H, K) each -> six terms.
 
     - "log": L1 between natural-log magnitudes, every bin alike (also the quiet high band);
     - "convergence": spectral convergence ||S - S_hat||_F / ||S||_F per item, then averaged: the loud
       bins (formants, harmonics), and a silent item cannot dominate through a tiny norm;
     - "mel": L1 between log10 mel energies (80 bands), the perceptual weighting of the mel loss;
     - "envelope": L1 between log10 energies of 32 bands at least 600 Hz wide (`envelope_bands`): the
-      spectral envelope, which a harmonic a few hertz off does not move.
+      spectral envelope, which a harmonic a few hertz off does not move;
+    - "loudness": L1 between loudness densities, band power^0.23 in 48 mel-spaced bands at least one bin
+      wide (`envelope_bands`), both scaled by the reference item's mean band power: like a perceptual model,
+      it weighs the loud hops and bands and nearly ignores silence, where every log term spends as much as
+      on speech;
+    - "low": the "log" term on the bins below 1 kHz alone (a twelfth of the bins): the first harmonics and
+      the first formant, where `codec diagnose head` finds the network's envelope error is most heard.
     """
 
     def __init__(self, n_fft: int, sample_rate: int, n_mels: int = 80, floor: float = 1e-4):
@@ -64,14 +74,23 @@ class MagnitudeLoss(nn.Module):
         fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2)
         self.register_buffer("fb", torch.from_numpy(fb).float().T.contiguous(), persistent=False)  # (K, mels)
         self.register_buffer("bands", envelope_bands(n_fft, sample_rate), persistent=False)
+        self.register_buffer("loudness_bands", envelope_bands(n_fft, sample_rate, 48, sample_rate / n_fft),
+                             persistent=False)
+        self.low_bins = int(LOW_BAND_HZ * n_fft / sample_rate) + 1
         self.floor = floor  # -80 dB under a loud harmonic: below it, error is inaudible and log error explodes
 
     def forward(self, log_mag: torch.Tensor, target: torch.Tensor) -> dict:
         mag = torch.exp(log_mag.clamp(max=12.0))
-        log_term = (torch.log(mag + self.floor) - torch.log(target + self.floor)).abs().mean()
+        log_error = (torch.log(mag + self.floor) - torch.log(target + self.floor)).abs()
+        log_term, low = log_error.mean(), log_error[..., : self.low_bins].mean()
         diff = torch.linalg.vector_norm(target - mag, dim=(1, 2))
         convergence = (diff / torch.linalg.vector_norm(target, dim=(1, 2)).clamp_min(1e-3)).mean()
         mel = (torch.log10(mag @ self.fb + 1e-5) - torch.log10(target @ self.fb + 1e-5)).abs().mean()
         envelope = (torch.log10(mag.square() @ self.bands + 1e-10) - torch.log10(target.square() @ self.bands + 1e-10)
                     ).abs().mean()
-        return {"log": log_term, "convergence": convergence, "mel": mel, "envelope": envelope}
+        power, ref_power = mag.square() @ self.loudness_bands, target.square() @ self.loudness_bands
+        level = ref_power.mean(dim=(1, 2), keepdim=True).clamp_min(1e-10)  # the item's level, not the model's
+        loudness = ((power / level + 1e-8) ** LOUDNESS_EXPONENT - (ref_power / level + 1e-8) ** LOUDNESS_EXPONENT
+                    ).abs().mean()
+        return {"log": log_term, "convergence": convergence, "mel": mel, "envelope": envelope, "loudness": loudness,
+                "low": low}

@@ -58,6 +58,8 @@ class TrainRecipe:
     log_weight: float = 5.0
     convergence_weight: float = 5.0
     envelope_weight: float = 0.0  # band energies the harmonics' places cannot move (losses.envelope_bands)
+    loudness_weight: float = 0.0  # band power^0.23: the loud hops and bands, as perception weighs them
+    low_weight: float = 0.0  # log magnitudes below 1 kHz: the first harmonics and formant
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     residual_weight: float = 1.0  # each RVQ stage fits its residual (codec.nn.quantizer)

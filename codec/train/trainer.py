@@ -76,6 +76,7 @@ class Trainer:
         terms = self.magnitude(log_mag.float(), target)  # float32: log spectra of bf16 lose the quiet bins
         loss = t.mel_weight * terms["mel"] + t.log_weight * terms["log"] \
             + t.convergence_weight * terms["convergence"] + t.envelope_weight * terms["envelope"] \
+            + t.loudness_weight * terms["loudness"] + t.low_weight * terms["low"] \
             + t.commitment_weight * q.commitment_loss \
             + t.codebook_weight * q.codebook_loss + t.residual_weight * q.residual_loss
         out = dict(terms)
