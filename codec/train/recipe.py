@@ -60,6 +60,10 @@ class TrainRecipe:
     envelope_weight: float = 0.0  # band energies the harmonics' places cannot move (losses.envelope_bands)
     loudness_weight: float = 0.0  # band power^0.23: the loud hops and bands, as perception weighs them
     low_weight: float = 0.0  # log magnitudes below 1 kHz: the first harmonics and formant
+    # An adversarial critic of the decoded magnitudes (codec.train.discriminator); both 0 = no critic.
+    adversarial_weight: float = 0.0  # least-squares GAN term
+    feature_weight: float = 0.0  # L1 between the critic's feature maps of decoded and real magnitudes
+    adversarial_from: int = 0  # before this step the critic trains alone: a fresh critic's verdicts are noise
     commitment_weight: float = 0.25
     codebook_weight: float = 1.0
     residual_weight: float = 1.0  # each RVQ stage fits its residual (codec.nn.quantizer)

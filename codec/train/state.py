@@ -1,5 +1,6 @@
 """A run's checkpoint/ folder: the model in the package format, the optimizer's tensors (safetensors),
-trainer.json, the recipe, and with EMA on its weights; written whole, read back for resuming.
+trainer.json, the recipe, with EMA on its weights, and with a critic on its weights and optimizer; written
+whole, read back for resuming.
 
 Format 2 is written. Format 1 (model + optimizer, no EMA) is read too: what it lacks starts fresh.
 """
@@ -21,6 +22,7 @@ from .trainer import Trainer
 
 EMA_FILE, OPTIMIZER_FILE, TRAINER_FILE, RECIPE_FILE = "ema.safetensors", "optimizer.safetensors", \
     "trainer.json", "recipe.yaml"
+CRITIC_FILE, CRITIC_OPTIMIZER_FILE = "discriminator.safetensors", "discriminator_optimizer.safetensors"
 METRICS_FILE = "metrics.jsonl"  # in the run folder: one JSON record per logged step
 
 
@@ -87,6 +89,10 @@ def save_state(trainer: Trainer, ckpt: Path, step: int, recipe: Recipe, extra: d
     meta = {"step": step, "param_groups": groups, "format": 2, **extra}
     if trainer.ema is not None:
         save_tensors(new / EMA_FILE, trainer.ema.state_dict())
+    if trainer.disc is not None:
+        save_tensors(new / CRITIC_FILE, trainer.disc.state_dict())
+        tensors, meta["discriminator_param_groups"] = _opt_tensors(trainer.disc_opt)
+        save_tensors(new / CRITIC_OPTIMIZER_FILE, tensors)
     write_recipe(new / RECIPE_FILE, recipe)
     (new / TRAINER_FILE).write_text(json.dumps(meta))
     shutil.rmtree(old, ignore_errors=True)
@@ -123,6 +129,13 @@ def load_state(trainer: Trainer, ckpt: Path, log=print) -> dict:
         else:  # EMA switched on for a run that had it off: the average starts at the current weights
             trainer.ema.load_state_dict(trainer.model.state_dict())
             log(f"resuming {ckpt} at step {meta['step']}; starting fresh: EMA (from the current weights)")
+    if trainer.disc is not None:
+        if (ckpt / CRITIC_FILE).is_file():
+            trainer.disc.load_state_dict(load_file(str(ckpt / CRITIC_FILE)))
+            _load_opt(trainer.disc_opt, load_file(str(ckpt / CRITIC_OPTIMIZER_FILE)),
+                      meta["discriminator_param_groups"], betas=tuple(t.betas), weight_decay=t.weight_decay)
+        else:  # the critic switched on for a run that had none
+            log(f"resuming {ckpt} at step {meta['step']}; starting fresh: the discriminator")
     return meta
 
 

@@ -10,6 +10,7 @@ import torch
 
 from ..config import CodecConfig
 from ..model import Codec
+from .discriminator import SpectrogramDiscriminator, discriminator_loss, generator_losses
 from .losses import MagnitudeLoss, MultiScaleMelLoss
 from .recipe import Recipe, TrainRecipe
 
@@ -50,6 +51,12 @@ class Trainer:
         self.mel = MultiScaleMelLoss(cfg.sample_rate).to(device)  # validation, on decoded audio
         self.magnitude = MagnitudeLoss(cfg.synthesis_fft, cfg.sample_rate).to(device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if t.ema_decay else None
+        self.disc = self.disc_opt = None
+        if t.adversarial_weight or t.feature_weight:
+            self.disc = SpectrogramDiscriminator(cfg.synthesis_fft, cfg.sample_rate).to(device)
+            self.disc_opt = torch.optim.AdamW(self.disc.parameters(), lr=t.lr, betas=tuple(t.betas),
+                                              weight_decay=t.weight_decay)
+        self.world = torch.distributed.get_world_size() if ddp else 1
         self.net = self.model
         if ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -74,7 +81,11 @@ class Trainer:
         with torch.no_grad():
             target = self.model.target_magnitudes(wav)
         terms = self.magnitude(log_mag.float(), target)  # float32: log spectra of bf16 lose the quiet bins
-        loss = t.mel_weight * terms["mel"] + t.log_weight * terms["log"] \
+        critic = self._critic(log_mag.float(), target, step) if self.disc is not None else {}
+        if "adversarial" in critic:
+            terms = {**terms, "adversarial": critic["adversarial"], "features": critic["features"]}
+        loss = t.adversarial_weight * terms.get("adversarial", 0.0) + t.feature_weight * terms.get("features", 0.0) \
+            + t.mel_weight * terms["mel"] + t.log_weight * terms["log"] \
             + t.convergence_weight * terms["convergence"] + t.envelope_weight * terms["envelope"] \
             + t.loudness_weight * terms["loudness"] + t.low_weight * terms["low"] \
             + t.commitment_weight * q.commitment_loss \
@@ -84,6 +95,8 @@ class Trainer:
             out["reseeded"] = reseeded
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.disc is not None:  # after the generator's backward, which also reached the critic's weights
+            out["discriminator"] = self._critic_step(critic["loss"], step)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.opt.step()
         self._sync_reseeded_codes()
@@ -92,6 +105,30 @@ class Trainer:
         out.update(loss=loss, commit=q.commitment_loss, codebook=q.codebook_loss, residual=q.residual_loss,
                    grad_norm=grad_norm, perplexity_mean=q.perplexity.mean(), perplexity_min=q.perplexity.min())
         return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
+
+    def _critic(self, log_mag: torch.Tensor, target: torch.Tensor, step: int) -> dict:
+        """The critic's loss on real and (detached) decoded magnitudes, and from `adversarial_from` on the
+        generator's terms through it, all with the critic's weights as they are before this step."""
+        real_log = torch.log(target + 1e-5)
+        with self.autocast():
+            real = self.disc(real_log)
+            out = {"loss": discriminator_loss(real, self.disc(log_mag.detach()))}
+            if step >= self.t.adversarial_from:
+                out["adversarial"], out["features"] = generator_losses(real, self.disc(log_mag))
+        return out
+
+    def _critic_step(self, loss: torch.Tensor, step: int) -> torch.Tensor:
+        for group in self.disc_opt.param_groups:
+            group["lr"] = lr_at(step, self.t)
+        self.disc_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.world > 1:  # the critic is not DDP-wrapped (it runs three times a step): average by hand
+            for p in self.disc.parameters():
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
+        torch.nn.utils.clip_grad_norm_(self.disc.parameters(), self.t.grad_clip)
+        self.disc_opt.step()
+        return loss
 
     def _sync_reseeded_codes(self) -> None:
         """Dead codes are re-seeded from each rank's own batch: take rank 0's so the replicas stay equal."""
