@@ -9,7 +9,10 @@ split, each printed as a Markdown table.
             coding's cost); PESQ-WB and STOI, averaged over the clips.
     head    is it the network or the head's form? The decoder's source-filter head (an envelope and a
             harmonic share per hop) fitted directly to each clip's magnitudes, beside the network's
-            output from the quantized and the unquantized latent, the two halves swapped between fit
+            output from the quantized and the unquantized latent, from a latent fitted to the clip
+            through the decoder (the best input for these decoder weights), and from a copy of the decoder
+            whose weights are trained on the clip (what the decoder's form can render), the two halves
+            swapped between fit
             and network, and the fitted envelope put in only the loud hops, only the quiet hops, or only
             below 1 kHz (where its error is heard); log-magnitude L1, PESQ-WB and STOI.
     pitch   how well the pitch is coded and heard: the coded contour against the encoder's estimate, and the
@@ -26,6 +29,7 @@ split, each printed as a Markdown table.
 """
 from __future__ import annotations
 
+import copy
 
 import librosa
 import numpy as np
@@ -135,6 +139,37 @@ def _fit_head(model, envelope: torch.Tensor, share_logits: torch.Tensor, f0: tor
     return envelope.detach(), share_logits.detach()
 
 
+def _fit_latent(model, latent: torch.Tensor, f0: torch.Tensor, target: torch.Tensor,
+                steps: int = HEAD_FIT_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's input fitted to one clip's log magnitudes (L1, Adam), from the encoder's: what the
+    decoder can render when its latent is the best one for the clip -> the head's parameters."""
+    latent = latent.clone().requires_grad_()
+    opt = torch.optim.Adam([latent], lr=0.02)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (model.decoder.head.render(*model.decoder.parameters_of(latent, f0), f0)[0] - target).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.decoder.parameters_of(latent.detach(), f0)
+
+
+def _fit_decoder(model, latent: torch.Tensor, f0: torch.Tensor, target: torch.Tensor,
+                 steps: int = HEAD_FIT_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """A copy of the decoder trained on one clip (L1, Adam on its weights, the latent fixed): what the
+    decoder's form can render for that clip, against what its trained weights do -> the head's parameters."""
+    decoder = copy.deepcopy(model.decoder).train()
+    opt = torch.optim.Adam(decoder.parameters(), lr=5e-4)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = (decoder.head.render(*decoder.parameters_of(latent, f0), f0)[0] - target).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        return decoder.parameters_of(latent, f0)
+
+
 def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
     """(audio (1, T), (log-magnitude L1,)) of each version of `ref` that `head` scores."""
     codes = model.encode_prepared(ref)
@@ -144,11 +179,15 @@ def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
     net = model.decoder.parameters_of(model.latent(codes), f0)
     fit = _fit_head(model, *net, f0, target)
     unquantized = model.decoder.parameters_of(model.encoder(ref), f0)
+    fitted_latent = _fit_latent(model, model.encoder(ref), f0, target)
+    fitted_decoder = _fit_decoder(model, model.latent(codes), f0, target)
     # Where the envelope's error is heard: the fitted envelope in some hops or bands, the network's elsewhere.
     level = 10 * torch.log10(torch.exp(2 * target).mean(dim=-1, keepdim=True))  # (1, H, 1) dB
     loud = level > level.max() - LOUD_DB
     low = head.envelope_points_hz < LOW_BAND_HZ
-    versions = [head.render(*net, f0), head.render(*unquantized, f0), head.render(*fit, f0),
+    versions = [head.render(*net, f0), head.render(*unquantized, f0), head.render(*fitted_latent, f0),
+                head.render(*fitted_decoder, f0),
+                head.render(*fit, f0),
                 head.render(fit[0], net[1], f0), head.render(net[0], fit[1], f0),
                 head.render(torch.where(loud, fit[0], net[0]), net[1], f0),
                 head.render(torch.where(loud, net[0], fit[0]), net[1], f0),
@@ -158,7 +197,9 @@ def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
 
 
 def head(model, corpus: Corpus, clips: int, seconds: float) -> str:
-    names = ("decoded", "decoded from the unquantized latent", "head fitted to the clip (no network)",
+    names = ("decoded", "decoded from the unquantized latent", "decoded from a latent fitted to the clip",
+             "decoded by the decoder trained on the clip",
+             "head fitted to the clip (no network)",
              "fitted envelope, the network's harmonic share", "the network's envelope, fitted harmonic share",
              f"fitted envelope in the loud hops (within {LOUD_DB:.0f} dB of the loudest), the network's elsewhere",
              "fitted envelope in the quiet hops, the network's elsewhere",

@@ -49,7 +49,8 @@ def test_pitch_and_phase_print_their_tables(capsys, setup):
 def test_the_head_fitted_to_a_clip_beats_an_untrained_network(capsys, setup):
     out = _run(capsys, setup, "head", "--clips", "1", "--seconds", "1")
     rows = {line.split("|")[1].strip(): [float(x) for x in line.split("|")[2:5]] for line in out.splitlines()[2:]}
-    assert list(rows) == ["decoded", "decoded from the unquantized latent", "head fitted to the clip (no network)",
+    assert list(rows) == ["decoded", "decoded from the unquantized latent", "decoded from a latent fitted to the clip",
+                          "decoded by the decoder trained on the clip", "head fitted to the clip (no network)",
                           "fitted envelope, the network's harmonic share",
                           "the network's envelope, fitted harmonic share",
                           "fitted envelope in the loud hops (within 40 dB of the loudest), the network's elsewhere",
@@ -57,6 +58,9 @@ def test_the_head_fitted_to_a_clip_beats_an_untrained_network(capsys, setup):
                           "fitted envelope below 1000 Hz, the network's above"]
     fitted, decoded = rows["head fitted to the clip (no network)"][0], rows["decoded"][0]
     assert fitted < 0.5 * decoded, out  # the fit reaches the form's ceiling; an untrained network is far off
+    # the latent fitted through the decoder starts at the encoder's and lowers the same L1
+    assert rows["decoded from a latent fitted to the clip"][0] < rows["decoded from the unquantized latent"][0], out
+    assert rows["decoded by the decoder trained on the clip"][0] < rows["decoded"][0], out
 
 
 def test_envelope_codes_the_training_frames_exactly_and_an_untrained_model_does_not(capsys, setup):
