@@ -12,9 +12,8 @@ split, each printed as a Markdown table.
             output from the quantized and the unquantized latent, from a latent fitted to the clip
             through the decoder (the best input for these decoder weights), and from a copy of the decoder
             whose weights are trained on the clip (what the decoder's form can render), the two halves
-            swapped between fit
-            and network, and the fitted envelope put in only the loud hops, only the quiet hops, or only
-            below 1 kHz (where its error is heard); log-magnitude L1, PESQ-WB and STOI.
+            swapped between fit and network, and the fitted envelope put in only the loud hops, only the
+            quiet hops, or only below 1 kHz (where its error is heard); log-magnitude L1, PESQ-WB and STOI.
     pitch   how well the pitch is coded and heard: the coded contour against the encoder's estimate, and the
             estimate on the decoded audio against the input's, in cents on hops both call voiced (median,
             95th percentile, share within 50 cents) and the share of hops whose voicing disagrees.
@@ -40,6 +39,7 @@ from .config import PITCH_CODEBOOKS
 from .eval.metrics import NotComputable, pesq, stoi
 from .io.corpus import Corpus
 from .nn.pitch import analysis_centres
+from .train.losses import LOW_BAND_HZ
 
 RVQ_DEPTHS = (1, 2, 4, 6, 15, 35)  # latent stages: with the pitch slots, 3, 4, 6, 8, 17 and 37 codebooks
 # what each measurement reads by default: clips spread over the split, seconds of each (stream: in all)
@@ -51,7 +51,6 @@ PCA_CLIPS = 300  # training clips the principal components are fitted on (about 
 SILENT = -7.0  # mean log band energy under which a frame is silence and left out
 HEAD_FIT_STEPS = 300  # Adam steps fitting the head's parameters to a clip: the fit's L1 has levelled off
 LOUD_DB = 40.0  # hops within this of a clip's loudest are its loud hops (the rest: pauses, silence)
-LOW_BAND_HZ = 1000.0  # below it, envelope points lie closer than the harmonics of most voices
 
 
 def _clips(corpus: Corpus, n: int) -> list[int]:
@@ -125,47 +124,43 @@ def _scored(model, corpus: Corpus, clips: int, seconds: float, header: str, name
     return "\n".join(lines)
 
 
-def _fit_head(model, envelope: torch.Tensor, share_logits: torch.Tensor, f0: torch.Tensor, target: torch.Tensor,
-              steps: int = HEAD_FIT_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """The head's parameters fitted to one clip's log magnitudes (L1, Adam), from the network's."""
-    envelope, share_logits = envelope.clone().requires_grad_(), share_logits.clone().requires_grad_()
-    opt = torch.optim.Adam([envelope, share_logits], lr=0.05)
+def _adam_fit(params: list[torch.Tensor], render, target: torch.Tensor, lr: float) -> None:
+    """HEAD_FIT_STEPS Adam steps on `params` (in place) lowering the L1 between `render()`'s log magnitudes
+    and `target`'s."""
+    opt = torch.optim.Adam(params, lr=lr)
     with torch.enable_grad():
-        for _ in range(steps):
-            loss = (model.decoder.head.render(envelope, share_logits, f0)[0] - target).abs().mean()
+        for _ in range(HEAD_FIT_STEPS):
+            loss = (render() - target).abs().mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
+
+
+def _fit_head(model, envelope: torch.Tensor, share_logits: torch.Tensor, f0: torch.Tensor, target: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's parameters fitted to one clip's log magnitudes, from the network's."""
+    envelope, share_logits = envelope.clone().requires_grad_(), share_logits.clone().requires_grad_()
+    _adam_fit([envelope, share_logits], lambda: model.decoder.head.render(envelope, share_logits, f0)[0], target,
+              lr=0.05)
     return envelope.detach(), share_logits.detach()
 
 
-def _fit_latent(model, latent: torch.Tensor, f0: torch.Tensor, target: torch.Tensor,
-                steps: int = HEAD_FIT_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """The decoder's input fitted to one clip's log magnitudes (L1, Adam), from the encoder's: what the
-    decoder can render when its latent is the best one for the clip -> the head's parameters."""
-    latent = latent.clone().requires_grad_()
-    opt = torch.optim.Adam([latent], lr=0.02)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = (model.decoder.head.render(*model.decoder.parameters_of(latent, f0), f0)[0] - target).abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.decoder.parameters_of(latent.detach(), f0)
+def _fit_latent(model, latent: torch.Tensor, f0: torch.Tensor, target: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's input fitted to one clip's log magnitudes, from the encoder's: what the decoder renders
+    when its latent is the best one for the clip -> the head's parameters."""
+    decoder, latent = model.decoder, latent.clone().requires_grad_()
+    _adam_fit([latent], lambda: decoder.head.render(*decoder.parameters_of(latent, f0), f0)[0], target, lr=0.02)
+    return decoder.parameters_of(latent.detach(), f0)
 
 
-def _fit_decoder(model, latent: torch.Tensor, f0: torch.Tensor, target: torch.Tensor,
-                 steps: int = HEAD_FIT_STEPS) -> tuple[torch.Tensor, torch.Tensor]:
-    """A copy of the decoder trained on one clip (L1, Adam on its weights, the latent fixed): what the
-    decoder's form can render for that clip, against what its trained weights do -> the head's parameters."""
+def _fit_decoder(model, latent: torch.Tensor, f0: torch.Tensor, target: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A copy of the decoder trained on one clip (its weights, the latent fixed): what the decoder's form can
+    render for that clip, against what its trained weights do -> the head's parameters."""
     decoder = copy.deepcopy(model.decoder).train()
-    opt = torch.optim.Adam(decoder.parameters(), lr=5e-4)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = (decoder.head.render(*decoder.parameters_of(latent, f0), f0)[0] - target).abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    _adam_fit(list(decoder.parameters()), lambda: decoder.head.render(*decoder.parameters_of(latent, f0), f0)[0],
+              target, lr=5e-4)
     with torch.no_grad():
         return decoder.parameters_of(latent, f0)
 
@@ -176,11 +171,12 @@ def _head_outputs(model, ref: torch.Tensor) -> list[tuple[torch.Tensor, tuple]]:
     f0 = model.decode_pitch(codes)
     target = torch.log(model.target_magnitudes(ref) + 1e-5)
     head = model.decoder.head
-    net = model.decoder.parameters_of(model.latent(codes), f0)
+    latent, encoded = model.latent(codes), model.encoder(ref)
+    net = model.decoder.parameters_of(latent, f0)
     fit = _fit_head(model, *net, f0, target)
-    unquantized = model.decoder.parameters_of(model.encoder(ref), f0)
-    fitted_latent = _fit_latent(model, model.encoder(ref), f0, target)
-    fitted_decoder = _fit_decoder(model, model.latent(codes), f0, target)
+    unquantized = model.decoder.parameters_of(encoded, f0)
+    fitted_latent = _fit_latent(model, encoded, f0, target)
+    fitted_decoder = _fit_decoder(model, latent, f0, target)
     # Where the envelope's error is heard: the fitted envelope in some hops or bands, the network's elsewhere.
     level = 10 * torch.log10(torch.exp(2 * target).mean(dim=-1, keepdim=True))  # (1, H, 1) dB
     loud = level > level.max() - LOUD_DB
