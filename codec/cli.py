@@ -37,7 +37,7 @@ COMMANDS = {
     "tokenize": ("codec.tts.tokenize", "audio -> Parquet shards of codes for LM training"),
     "bench": ("codec.bench", "speed tables (codec bench model|stream|train|kernels)"),
     "diagnose": ("codec.diagnose",
-                 "measurements of the model's parts on a corpus split (phase|head|pitch|rvq|envelope|stream)"),
+                 "measurements of the model's parts on a corpus split (phase|head|pitch|rvq|envelope|fit|stream)"),
 }
 
 

@@ -1,12 +1,16 @@
-"""`codec diagnose phase|head|pitch|rvq|envelope|stream CORPUS`: measurements of the model's parts on a corpus
+"""`codec diagnose phase|head|pitch|rvq|envelope|fit|stream CORPUS`: measurements of the model's parts on a corpus
 split, each printed as a Markdown table.
 
     phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same
             with RTPGHI's phases in every bin (none locked to the harmonics), the same without the
-            Griffin-Lim passes, the reference's magnitudes with the computed phase (the phase's ceiling),
-            the decoded magnitudes with the reference's phase (the magnitudes' ceiling), and the
-            decoder given the encoder's pitch estimate itself instead of its two code slots (the pitch
-            coding's cost); PESQ-WB and STOI, averaged over the clips.
+            Griffin-Lim passes, the same with RTPGHI's heap over the bins within 100 dB of their hop's
+            loudest (nearly all; the decoder's heap is narrower, and faster), the reference's magnitudes
+            with the computed phase (the phase's ceiling), the decoded magnitudes with the reference's
+            phase, and the decoder given the encoder's pitch estimate itself instead of its two code slots
+            (the pitch coding's cost); each audio's log-magnitude L1 to the reference, PESQ-WB and STOI,
+            averaged over the clips. A phase moves the magnitudes that overlap-add leaves: the reference's
+            phase carries some of the reference's magnitudes into the decoded ones, so its row is no
+            ceiling of the decoded magnitudes alone.
     head    is it the network or the head's form? The decoder's source-filter head (an envelope and a
             harmonic share per hop) fitted directly to each clip's magnitudes, beside the network's
             output from the quantized and the unquantized latent, from a latent fitted to the clip
@@ -23,6 +27,9 @@ split, each printed as a Markdown table.
             in each of its synthesis hops) coded linearly: kept to the first 32 ... 256 principal components
             fitted on training clips, against the decoded audio's, as mean absolute error in dB over the
             voiced and unvoiced frames of held-out clips. The latent has 256 values a frame.
+    fit     does it underfit or overfit? The decoded audio's PESQ-WB and STOI per source of every split
+            (--split is not read): a model that scores as well on the clips it trained on as on held-out
+            ones of the same recording style underfits, so more steps or capacity, not more data, is the lever.
     stream  how far frame-by-frame decoding drifts from offline decoding: the clips concatenated up to
             --seconds, the largest difference relative to the peak and the SNR, first 10 s and all.
 """
@@ -44,12 +51,14 @@ from .train.losses import LOW_BAND_HZ
 RVQ_DEPTHS = (1, 2, 4, 6, 15, 35)  # latent stages: with the pitch slots, 3, 4, 6, 8, 17 and 37 codebooks
 # what each measurement reads by default: clips spread over the split, seconds of each (stream: in all)
 DEFAULTS = {"phase": (8, 6.0), "head": (6, 6.0), "pitch": (16, 6.0), "rvq": (16, None), "envelope": (40, 6.0),
-            "stream": (None, 60.0)}
+            "fit": (6, 6.0), "stream": (None, 60.0)}  # fit: clips of each source
+SPLITS = ("train", "valid", "test")
 ENVELOPE_BANDS = 64
 PCA_SIZES = (32, 64, 128, 256)
 PCA_CLIPS = 300  # training clips the principal components are fitted on (about 7,000 frames)
 SILENT = -7.0  # mean log band energy under which a frame is silence and left out
 HEAD_FIT_STEPS = 300  # Adam steps fitting the head's parameters to a clip: the fit's L1 has levelled off
+WIDE_HEAP_DB = 100.0  # phase: a heap over nearly every bin, against the decoder's narrower one
 LOUD_DB = 40.0  # hops within this of a clip's loudest are its loud hops (the rest: pauses, silence)
 
 
@@ -74,32 +83,51 @@ def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch
     return wav[:, cfg.synthesis_delay: cfg.synthesis_delay + magnitude.shape[1] * cfg.synthesis_hop]
 
 
+def _synthesis_with(model, log_mag: torch.Tensor, voicing: tuple, **settings) -> torch.Tensor:
+    """The decoder's synthesis with some of its settings (iterations, floor_db) changed for one call."""
+    saved = {name: getattr(model.synthesis, name) for name in settings}
+    for name, value in settings.items():
+        setattr(model.synthesis, name, value)
+    try:
+        return model.synthesis(log_mag, voicing=voicing)
+    finally:
+        for name, value in saved.items():
+            setattr(model.synthesis, name, value)
+
+
 def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     """The rebuilt versions of `ref` (1, 1, T) that `phase` scores, each (1, T)."""
     codes = model.encode_prepared(ref)
     log_mag, voicing = model._synthesis_inputs(codes)
     decoded = model.synthesis(log_mag, voicing=voicing)
     unlocked = model.synthesis(log_mag)  # no voicing: RTPGHI's phases in every bin
-    iterations = model.synthesis.iterations
-    model.synthesis.iterations = 0
-    try:
-        plain = model.synthesis(log_mag, voicing=voicing)
-    finally:
-        model.synthesis.iterations = iterations
+    plain = _synthesis_with(model, log_mag, voicing, iterations=0)
+    wide_heap = _synthesis_with(model, log_mag, voicing, floor_db=WIDE_HEAP_DB)
     computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
     swapped = _with_phase(model, torch.exp(log_mag), ref)
     f0 = model.pitch.uncoded(*model.pitch_estimate(ref), model.synthesis_centres)
     log_mag, voicing = model._synthesis_inputs(codes, f0=f0)
     uncoded = model.synthesis(log_mag, voicing=voicing)
-    return [decoded, unlocked, plain, computed, swapped, uncoded]
+    return [decoded, unlocked, plain, wide_heap, computed, swapped, uncoded]
 
 
 def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
     names = ("decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
+             f"decoded, RTPGHI's heap over the bins within {WIDE_HEAP_DB:.0f} dB of their hop's loudest "
+             f"(not {model.synthesis.floor_db:.0f})",
              "reference magnitude, computed phase", "decoded magnitude, reference phase",
              "decoded with the encoder's pitch estimate, uncoded")
     return _scored(model, corpus, clips, seconds, "audio", names,
-                   lambda m, ref: [(out, ()) for out in _phase_outputs(m, ref)])
+                   lambda m, ref: [(out, (_magnitude_error(m, out, ref),)) for out in _phase_outputs(m, ref)],
+                   extra=("its log-magnitude L1 to the reference",))
+
+
+def _magnitude_error(model, out: torch.Tensor, ref: torch.Tensor) -> float:
+    """Mean |log|STFT(out)| - log|STFT(ref)||, out (1, T), ref (1, 1, T), in the decoder's framing: what the
+    audio's magnitudes are after overlap-add, which a phase can move (the STFT of a signal is redundant)."""
+    a, b = (torch.log(model.target_magnitudes(x) + 1e-5) for x in (out[:, None], ref))
+    hops = min(a.shape[1], b.shape[1])
+    return float((a[:, :hops] - b[:, :hops]).abs().mean())
 
 
 def _scored(model, corpus: Corpus, clips: int, seconds: float, header: str, names: tuple, versions,
@@ -298,6 +326,26 @@ def envelope(model, corpus: Corpus, clips: int, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def fit(model, corpus: Corpus, clips: int, seconds: float) -> str:
+    rate = model.sample_rate
+    lines = ["| split | source | clips | PESQ-WB | STOI |", "|---|---|---:|---:|---:|"]
+    for split in SPLITS:
+        part = Corpus(corpus.root, split)
+        records = part.clips
+        for source in sorted({r["source"] for r in records}):
+            part.clips = [r for r in records if r["source"] == source]
+            scores = []
+            for i in _clips(part, clips):
+                ref = _crop(model, part, i, seconds)
+                with torch.no_grad():
+                    deg = model.decode(model.encode_prepared(ref))[0, 0].numpy()
+                r = ref[0, 0].numpy()
+                scores.append((_score(pesq, r, deg, rate), _score(stoi, r, deg, rate)))
+            means = np.nanmean(np.array(scores, dtype=float), axis=0)
+            lines.append(f"| {split} | {source} | {len(scores)} | {means[0]:.2f} | {means[1]:.3f} |")
+    return "\n".join(lines)
+
+
 def stream(model, corpus: Corpus, clips: int | None, seconds: float) -> str:
     rate = model.sample_rate
     parts, total, i = [], 0, 0
@@ -319,7 +367,8 @@ def stream(model, corpus: Corpus, clips: int | None, seconds: float) -> str:
     return "\n".join(lines)
 
 
-MEASUREMENTS = {"phase": phase, "head": head, "pitch": pitch, "rvq": rvq, "envelope": envelope, "stream": stream}
+MEASUREMENTS = {"phase": phase, "head": head, "pitch": pitch, "rvq": rvq, "envelope": envelope, "fit": fit,
+                "stream": stream}
 
 
 def add_arguments(p) -> None:
@@ -329,7 +378,7 @@ def add_arguments(p) -> None:
     p.add_argument("--split", default="test", help="the corpus split to read (default test)")
     p.add_argument("--clips", type=int, default=None,
                    help="clips spread over the split (default: phase 8, head 6, pitch and rvq 16, envelope 40; "
-                        "stream: all it needs)")
+                        "fit: 6 of each source; stream: all it needs)")
     p.add_argument("--seconds", type=float, default=None,
                    help="audio read from each clip (default 6; rvq: whole clips), or in all for stream (default 60)")
 

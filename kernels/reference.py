@@ -47,13 +47,14 @@ def rvq_decode(
 ) -> torch.Tensor:
     """Sum over stages of the out-projected codebook entries: codes (N, n) -> latent (N, D).
 
-    Uses the first n stages of the parameters, so any prefix of the codebooks decodes.
+    Uses the first n stages of the parameters, so any prefix of the codebooks decodes. One gather and one
+    contraction over (stage, code dim) rather than a loop over stages: a streamed frame is one row, and
+    per-stage calls would cost more than the arithmetic.
     """
     n_stages = codes.shape[1]
-    out = torch.zeros(codes.shape[0], out_weight.shape[1], device=codes.device, dtype=torch.float32)
-    for i in range(n_stages):
-        out = out + (codebooks[i][codes[:, i]] @ out_weight[i].T + out_bias[i])
-    return out
+    stages = torch.arange(n_stages, device=codes.device)
+    entries = codebooks[:n_stages].float()[stages, codes]  # (N, n, d)
+    return torch.einsum("nqd,qjd->nj", entries, out_weight[:n_stages].float()) + out_bias[:n_stages].float().sum(0)
 
 
 def _fold(frames: torch.Tensor, hop: int, window: torch.Tensor):

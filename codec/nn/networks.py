@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .. import kernels
-from .phase import FLOOR_LOG, HARMONIC_LIMIT, PhaseState, lock_harmonics, refine, rtpghi
+from .phase import FLOOR_DB, FLOOR_LOG, HARMONIC_LIMIT, PhaseState, lock_harmonics, refine, rtpghi
 from .stream_state import CausalConv1d, Streamable
 
 
@@ -212,6 +212,7 @@ class PhaseSynthesis(Streamable):
         super().__init__()
         self.n_fft, self.hop, self.block, self.iterations = n_fft, hop, block, iterations
         self.sample_rate = sample_rate
+        self.floor_db = FLOOR_DB  # RTPGHI's heap takes the bins within this of their hop's loudest
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
         # rtpghi's phases are window-centred; a frame's FFT sees the centre n_fft / 2 samples in: pi k apart.
         self.register_buffer("centre_shift", torch.pi * torch.arange(n_fft // 2 + 1), persistent=False)
@@ -234,7 +235,8 @@ class PhaseSynthesis(Streamable):
         for start in range(0, log_mag.shape[1], self.block):
             chunk = log_mag[:, start: start + self.block]
             log_np = chunk.detach().cpu().double().numpy()
-            phase = rtpghi(log_np, self.hop, self.n_fft, self.block, state[0]) - self.centre_shift.cpu().numpy()
+            phase = rtpghi(log_np, self.hop, self.n_fft, self.block, state[0], floor_db=self.floor_db)
+            phase = phase - self.centre_shift.cpu().numpy()
             if voicing is not None:
                 f0, share = (v[:, start: start + self.block].detach().cpu().double().numpy() for v in voicing)
                 phase = lock_harmonics(phase, log_np, f0, share, self.hop, self.n_fft, self.sample_rate, state[0])

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 HANN_LAMBDA = 0.25645  # lambda / L^2 for a hann window (Prusa et al., 2017)
 FLOOR_LOG = -11.5  # log magnitude of silence (1e-5): the past a phase integration starts from
-FLOOR_DB = 100.0  # bins this far below the loudest of their hop take the time-integrated phase, no heap
+FLOOR_DB = 40.0  # bins this far below the loudest of their hop take the time-integrated phase: the heap walk
+# is most of the phase work, and 100 dB scores no better (`codec diagnose phase`)
 HARMONIC_LIMIT = 0.95  # harmonics above this share of Nyquist are left out, of the comb and of the locking
 LIFTER = 30  # quefrencies (samples) of the envelope: under the 60-sample period of a 400 Hz voice at 24 kHz
 
@@ -205,17 +206,18 @@ class PhaseState:
 
 
 def rtpghi(log_mag: np.ndarray, hop: int, n_fft: int, block: int, state: PhaseState | None = None,
-           floor_log: float = FLOOR_LOG) -> np.ndarray:
+           floor_log: float = FLOOR_LOG, floor_db: float = FLOOR_DB) -> np.ndarray:
     """log_mag (B, H, n_fft // 2 + 1), natural log, H a multiple of `block` -> phases (B, H, bins), float64,
     in the convention of an FFT of the windowed frame (numpy / torch rfft). `state` carries the past of a
-    stream and is updated; None starts from silence (floor_log everywhere)."""
+    stream and is updated; None starts from silence (floor_log everywhere). Bins more than floor_db under
+    their hop's loudest follow their own frequency, outside the heap."""
     batch, hops, bins = log_mag.shape
     if hops % block:
         raise ValueError(f"{hops} hops is not a multiple of the block of {block}")
     if state is None:
         state = PhaseState(batch, bins, floor_log)
     lam = HANN_LAMBDA * n_fft * n_fft
-    floor = FLOOR_DB / 20 * np.log(10)
+    floor = floor_db / 20 * np.log(10)
     out = np.empty((batch, hops, bins))
     shift = np.pi * np.arange(bins)  # the window's centre is n_fft / 2 samples into the frame
     for b in range(batch):
