@@ -34,6 +34,7 @@ COMMANDS = {
     "export": ("codec.train.export", "a training run -> an inference checkpoint"),
     "data": ("codec.train.prepare", "codec data prepare DIRS -o CORPUS: build a training corpus"),
     "eval": ("codec.eval.report", "quality table of codecs on held-out speech"),
+    "compare": ("codec.eval.compare", "two `codec eval` reports on the same clips, clip by clip (paired differences)"),
     "tokenize": ("codec.tts.tokenize", "audio -> Parquet shards of codes for LM training"),
     "bench": ("codec.bench", "speed tables (codec bench model|stream|train|kernels)"),
     "diagnose": ("codec.diagnose",
