@@ -66,7 +66,8 @@ def compare(out_a: Path, out_b: Path, metrics: tuple[str, ...] = DEFAULT_METRICS
             if not pairs:
                 continue
             mean_a, mean_b, diff, sem = paired([p[0] for p in pairs], [p[1] for p in pairs])
-            lines.append(f"| {spec} | {metric} | {len(pairs)} | {mean_a:.3f} | {mean_b:.3f} | {diff:+.3f} | {sem:.3f} |")
+            cells = [spec, metric, str(len(pairs)), f"{mean_a:.3f}", f"{mean_b:.3f}", f"{diff:+.3f}", f"{sem:.3f}"]
+            lines.append("| " + " | ".join(cells) + " |")
     if len(lines) == 2:
         raise InputError(f"{out_a} and {out_b} share no scored clip of one codec and metric")
     return "\n".join(lines)
