@@ -7,6 +7,7 @@ import time
 import torch
 
 from .errors import UsageError
+from .io.audio import read_audio
 from .threads import STREAM_THREADS, torch_threads
 
 
@@ -30,22 +31,34 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3,
-               precisions=("fp32", "bf16")) -> list[dict]:
-    """Encode and decode speed at batch 1 and `batch`, plus streaming decode cost per 80 ms frame."""
-    rows = []
+def bench_audio(model, seconds: float, audio: torch.Tensor | None = None) -> torch.Tensor:
+    """(1, 1, T) at the model rate, `seconds` long: `audio` (any shape `Codec.prepare` takes, at the model
+    rate) repeated end to end and cut, or without it white noise at -20 dBFS. The decoder's phase work
+    depends on the sound: noise keeps every bin loud; speech has pauses and harmonics."""
     n = int(seconds * model.sample_rate)
+    if audio is None:
+        return torch.randn(1, 1, n, generator=torch.Generator().manual_seed(0)) * 0.1
+    audio = model.prepare(audio, model.sample_rate)[:1]
+    return audio.repeat(1, 1, -(-n // audio.shape[-1]))[..., :n]
+
+
+def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3,
+               precisions=("fp32", "bf16"), audio: torch.Tensor | None = None) -> list[dict]:
+    """Encode and decode speed at batch 1 and `batch`, plus streaming decode cost per 80 ms frame, on
+    `bench_audio`."""
+    rows = []
+    one = bench_audio(model, seconds, audio)
     frame_s = 1 / model.frame_rate
     for precision in precisions:
         bf16 = precision == "bf16"
         for b in (1, batch):
-            wav = torch.randn(b, 1, n) * 0.1
+            wav = one.expand(b, 1, -1).contiguous()
             codes = model.encode(wav, model.sample_rate)
             t_enc = _time(lambda: model.encode(wav, model.sample_rate, bf16=bf16), repeats)
             t_dec = _time(lambda: model.decode(codes, bf16=bf16), repeats)
             rows.append({"what": f"encode, batch {b}", "precision": precision, "x_realtime": b * seconds / t_enc})
             rows.append({"what": f"decode, batch {b}", "precision": precision, "x_realtime": b * seconds / t_dec})
-        codes = model.encode(torch.randn(1, 1, n) * 0.1, model.sample_rate)
+        codes = model.encode(one, model.sample_rate)
 
         def stream_decode():
             with model.streaming(1, bf16=bf16) as s:
@@ -58,7 +71,8 @@ def model_rows(model, seconds: float = 10.0, batch: int = 8, repeats: int = 3,
     return rows
 
 
-def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp32", "bf16")) -> list[dict]:
+def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp32", "bf16"),
+                audio: torch.Tensor | None = None) -> list[dict]:
     """Streaming cost at batch 1, fed one 80 ms frame at a time as a live source would feed it.
 
     Rows: encode, decode and encode + decode per frame (ms; x real time = 80 ms / that), and time to
@@ -69,7 +83,7 @@ def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp3
     rows = []
     fs, frame_s = model.frame_size, 1 / model.frame_rate
     n_frames = max(1, int(round(seconds * model.frame_rate)))
-    wav = torch.randn(1, 1, n_frames * fs, generator=torch.Generator().manual_seed(0)) * 0.1
+    wav = bench_audio(model, n_frames * fs / model.sample_rate, audio)
     codes = model.encode(wav, model.sample_rate)
     for precision in precisions:
         bf16 = precision == "bf16"
@@ -136,6 +150,8 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder")
     p.add_argument("--seconds", type=float, default=10.0, help="audio length per call (model)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--audio", default=None, metavar="FILE",
+                   help="model, stream: time on this recording, repeated to --seconds (default: white noise)")
     p.add_argument("--threads", type=int, default=None,
                    help=f"torch intra-op threads (default: {STREAM_THREADS} for stream, which codes one 80 ms frame "
                         "per call, as codec decode -o - does; torch's default otherwise)")
@@ -163,9 +179,14 @@ def _run(args) -> int:
         return 0
 
     model = load(args.model)
+    audio = None
+    if args.audio:
+        samples, rate = read_audio(args.audio)
+        audio = model.prepare(torch.from_numpy(samples), rate)
+    print(f"audio: {args.audio or 'white noise'}")
     if args.what == "stream":
         print(f"model: {model.config.name} ({model.checksum[:12]}), batch 1, one frame per call")
-        print(format_rows(stream_rows(model, args.seconds, repeats=args.repeats)))
+        print(format_rows(stream_rows(model, args.seconds, repeats=args.repeats, audio=audio)))
         return 0
-    print(format_rows(model_rows(model, args.seconds, repeats=args.repeats)))
+    print(format_rows(model_rows(model, args.seconds, repeats=args.repeats, audio=audio)))
     return 0
