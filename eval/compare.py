@@ -3,6 +3,7 @@
     codec eval ../data/corpus-v2 --codec codec:37 --model runs/x/best --out eval-x
     codec eval ../data/corpus-v2 --codec codec:37 --out eval-shipped
     codec compare eval-shipped eval-x
+    codec compare eval-x eval-x --codecs opus:6 codec:37     # two codecs of one report
 
 For each codec both reports scored and each metric: the clips both have, the means in A and in B, B - A and
 the standard error of the per-clip differences. Two weights scored on the same clips differ far less from
@@ -27,6 +28,8 @@ def add_arguments(p) -> None:
     p.add_argument("b", help="another, on the same clips (the candidate)")
     p.add_argument("--metric", action="append", metavar="NAME",
                    help=f"metric to compare (repeatable; default {', '.join(DEFAULT_METRICS)}; names: docs/metrics.md)")
+    p.add_argument("--codecs", nargs=2, metavar=("SPEC_A", "SPEC_B"),
+                   help="compare A's SPEC_A with B's SPEC_B (A and B may be one report: codec:37 against opus:6)")
 
 
 def _results(out: Path) -> dict[str, dict[str, dict]]:
@@ -55,9 +58,17 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float, float, float]:
     return sum(a) / n, sum(b) / n, mean, sem
 
 
-def compare(out_a: Path, out_b: Path, metrics: tuple[str, ...] = DEFAULT_METRICS) -> str:
-    """The Markdown table `codec compare` prints."""
+def compare(out_a: Path, out_b: Path, metrics: tuple[str, ...] = DEFAULT_METRICS,
+            codecs: tuple[str, str] | None = None) -> str:
+    """The Markdown table `codec compare` prints: every codec both reports scored, or with `codecs` A's
+    first against B's second (one row label, "SPEC_A vs SPEC_B")."""
     a, b = _results(out_a), _results(out_b)
+    if codecs:
+        for out, found, spec in ((out_a, a, codecs[0]), (out_b, b, codecs[1])):
+            if spec not in found:
+                raise InputError(f"{out}: no results of {spec} (it has {', '.join(sorted(found)) or 'none'})")
+        label = f"{codecs[0]} vs {codecs[1]}"
+        a, b = {label: a[codecs[0]]}, {label: b[codecs[1]]}
     lines = ["| codec | metric | clips | A | B | B - A | paired standard error |", "|---|---|---:|---:|---:|---:|---:|"]
     for spec in sorted(set(a) & set(b), key=_spec_order):
         for metric in metrics:
@@ -84,5 +95,5 @@ def _spec_order(spec: str):
 
 
 def run(args) -> int:
-    print(compare(Path(args.a), Path(args.b), tuple(args.metric or DEFAULT_METRICS)))
+    print(compare(Path(args.a), Path(args.b), tuple(args.metric or DEFAULT_METRICS), args.codecs))
     return 0

@@ -47,3 +47,15 @@ def test_a_folder_that_is_no_report_is_named(tmp_path, capsys):
     result_path(a, "codec:8", "broken").write_text("{")
     assert main(["compare", str(a), str(a)]) == 3
     assert "broken.json: not a `codec eval` result" in capsys.readouterr().err
+
+
+def test_two_codecs_of_one_report(tmp_path, capsys):
+    a = tmp_path / "a"
+    _report(a, "opus:6", {"c1": {"pesq_wb": 2.0}, "c2": {"pesq_wb": 2.5}})
+    _report(a, "codec:37", {"c1": {"pesq_wb": 2.4}, "c2": {"pesq_wb": 2.7}})
+    assert main(["compare", str(a), str(a), "--codecs", "opus:6", "codec:37", "--metric", "pesq_wb"]) == 0
+    row = [c.strip() for c in capsys.readouterr().out.splitlines()[2].split("|")[1:-1]]
+    assert row[:6] == ["opus:6 vs codec:37", "pesq_wb", "2", "2.250", "2.550", "+0.300"]
+    assert math.isclose(float(row[6]), 0.1, abs_tol=5e-4)  # differences 0.4 and 0.2
+    assert main(["compare", str(a), str(a), "--codecs", "opus:8", "codec:37"]) == 3
+    assert "no results of opus:8 (it has codec:37, opus:6)" in capsys.readouterr().err
