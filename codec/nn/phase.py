@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 HANN_LAMBDA = 0.25645  # lambda / L^2 for a hann window (Prusa et al., 2017)
 FLOOR_LOG = -11.5  # log magnitude of silence (1e-5): the past a phase integration starts from
-FLOOR_DB = 40.0  # bins this far below the loudest of their hop take the time-integrated phase: the heap walk
+FLOOR_DB = 60.0  # bins this far below the loudest of their hop take the time-integrated phase: the heap walk
 # is most of the phase work, and 100 dB scores no better (`codec diagnose phase`)
 HARMONIC_LIMIT = 0.95  # harmonics above this share of Nyquist are left out, of the comb and of the locking
 LIFTER = 30  # quefrencies (samples) of the envelope: under the 60-sample period of a 400 Hz voice at 24 kHz
