@@ -1,16 +1,16 @@
 """`codec diagnose phase|head|pitch|rvq|envelope|fit|stream CORPUS`: measurements of the model's parts on a corpus
 split, each printed as a Markdown table.
 
-    phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same
-            with RTPGHI's phases in every bin (none locked to the harmonics), the same without the
-            Griffin-Lim passes, the same with RTPGHI's heap over the bins within 100 dB of their hop's
-            loudest (nearly all; the decoder's heap is narrower, and faster), the reference's magnitudes
-            with the computed phase (the phase's ceiling), the decoded magnitudes with the reference's
-            phase, and the decoder given the encoder's pitch estimate itself instead of its two code slots
-            (the pitch coding's cost); each audio's log-magnitude L1 to the reference, PESQ-WB and STOI,
-            averaged over the clips. A phase moves the magnitudes that overlap-add leaves: the reference's
-            phase carries some of the reference's magnitudes into the decoded ones, so its row is no
-            ceiling of the decoded magnitudes alone.
+    phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same with
+            RTPGHI's phases in every bin (none locked to the harmonics), the same without the Griffin-Lim
+            passes and with twice as many, the same with RTPGHI's heap over the bins within 100 dB of their
+            hop's loudest (nearly all; the decoder's heap is narrower, and faster), the reference's magnitudes
+            with the computed phase (the phase's ceiling), the decoded magnitudes with the reference's phase,
+            and the decoder given the encoder's pitch estimate itself instead of its two code slots (the pitch
+            coding's cost); each audio's log-magnitude L1 to the reference, PESQ-WB and STOI, averaged over
+            the clips. A phase moves the magnitudes that overlap-add leaves: the reference's phase carries
+            some of the reference's magnitudes into the decoded ones, so its row is no ceiling of the decoded
+            magnitudes alone.
     head    is it the network or the head's form? The decoder's source-filter head (an envelope and a
             harmonic share per hop) fitted directly to each clip's magnitudes, beside the network's
             output from the quantized and the unquantized latent, from a latent fitted to the clip
@@ -102,17 +102,20 @@ def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     decoded = model.synthesis(log_mag, voicing=voicing)
     unlocked = model.synthesis(log_mag)  # no voicing: RTPGHI's phases in every bin
     plain = _synthesis_with(model, log_mag, voicing, iterations=0)
+    doubled = _synthesis_with(model, log_mag, voicing, iterations=2 * model.synthesis.iterations)
     wide_heap = _synthesis_with(model, log_mag, voicing, floor_db=WIDE_HEAP_DB)
     computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
     swapped = _with_phase(model, torch.exp(log_mag), ref)
     f0 = model.pitch.uncoded(*model.pitch_estimate(ref), model.synthesis_centres)
     log_mag, voicing = model._synthesis_inputs(codes, f0=f0)
     uncoded = model.synthesis(log_mag, voicing=voicing)
-    return [decoded, unlocked, plain, wide_heap, computed, swapped, uncoded]
+    return [decoded, unlocked, plain, doubled, wide_heap, computed, swapped, uncoded]
 
 
 def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
     names = ("decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
+             f"decoded, twice the Griffin-Lim passes ({2 * model.synthesis.iterations}, not "
+             f"{model.synthesis.iterations})",
              f"decoded, RTPGHI's heap over the bins within {WIDE_HEAP_DB:.0f} dB of their hop's loudest "
              f"(not {model.synthesis.floor_db:.0f})",
              "reference magnitude, computed phase", "decoded magnitude, reference phase",

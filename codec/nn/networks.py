@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import kernels
-from .phase import FLOOR_DB, FLOOR_LOG, HARMONIC_LIMIT, PhaseState, lock_harmonics, refine, rtpghi
+from .phase import FLOOR_DB, FLOOR_LOG, HARMONIC_LIMIT, PhaseState, harmonic_phases, refine, rtpghi
 from .stream_state import CausalConv1d, Streamable
 
 
@@ -164,15 +165,19 @@ class SourceFilterHead(nn.Module):
 
     @torch.no_grad()
     def comb(self, f0: torch.Tensor) -> torch.Tensor:
-        """f0 (B, H) Hz, 0 = unvoiced -> (B, H, bins): the power sum of the nearest harmonics' lobes, rooted."""
-        bin_hz = self.sample_rate / self.n_fft
-        f = f0.clamp_min(1.0)[..., None, None]  # (B, H, 1, 1)
-        nearest = torch.round(self.freqs[:, None] / f)  # (B, H, K, 1)
-        numbers = nearest + torch.arange(-self.LOBES, self.LOBES + 1, device=f0.device)  # (B, H, K, 2L + 1)
-        audible = (numbers >= 1) & (numbers * f < HARMONIC_LIMIT * self.sample_rate / 2)
-        lobe = hann_lobe((self.freqs[:, None] - numbers * f) / bin_hz) * audible
-        comb = lobe.square().sum(dim=-1).sqrt()
-        return comb * (f0 > 0)[..., None]
+        """f0 (B, H) Hz, 0 = unvoiced -> (B, H, bins): the power sum of the nearest harmonics' lobes, rooted;
+        0 in unvoiced hops (computed for the voiced hops only: pauses cost nothing)."""
+        comb = f0.new_zeros(*f0.shape, len(self.freqs))
+        voiced = f0 > 0
+        if voiced.any():
+            bin_hz = self.sample_rate / self.n_fft
+            f = f0[voiced][:, None, None]  # (V, 1, 1)
+            nearest = torch.round(self.freqs[:, None] / f)  # (V, K, 1)
+            numbers = nearest + torch.arange(-self.LOBES, self.LOBES + 1, device=f0.device)  # (V, K, 2L + 1)
+            audible = (numbers >= 1) & (numbers * f < HARMONIC_LIMIT * self.sample_rate / 2)
+            lobe = hann_lobe((self.freqs[:, None] - numbers * f) / bin_hz) * audible
+            comb[voiced] = lobe.square().sum(dim=-1).sqrt()
+        return comb
 
     def parameters_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H) -> per synthesis hop, the envelope's log values at its mel points (B, H * sub, P) and
@@ -231,22 +236,27 @@ class PhaseSynthesis(Streamable):
         """(B, H, bins), H a multiple of the block -> the H * hop samples made final; `state` is updated.
         voicing: (f0 (B, H) Hz, harmonic share (B, H, bins)) locks the voiced bins to their harmonics."""
         log_mag = log_mag.float()
+        # What no block's phases depend on is computed for all blocks at once: the loop is the cost.
+        log_np = log_mag.detach().cpu().double().numpy()
+        mag = torch.exp(log_mag.clamp(max=12.0))
+        shift = self.centre_shift.cpu().numpy()
+        if voicing is not None:
+            f0, share = (v.detach().cpu().double().numpy() for v in voicing)
+            locked, voiced = harmonic_phases(log_np, f0, share, self.hop, self.n_fft, self.sample_rate, state[0],
+                                             self.block)
         out = []
         for start in range(0, log_mag.shape[1], self.block):
-            chunk = log_mag[:, start: start + self.block]
-            log_np = chunk.detach().cpu().double().numpy()
-            phase = rtpghi(log_np, self.hop, self.n_fft, self.block, state[0], floor_db=self.floor_db)
-            phase = phase - self.centre_shift.cpu().numpy()
+            hops = slice(start, start + self.block)
+            phase = rtpghi(log_np[:, hops], self.hop, self.n_fft, self.block, state[0], floor_db=self.floor_db)
+            phase = phase - shift
             if voicing is not None:
-                f0, share = (v[:, start: start + self.block].detach().cpu().double().numpy() for v in voicing)
-                phase = lock_harmonics(phase, log_np, f0, share, self.hop, self.n_fft, self.sample_rate, state[0])
+                phase = np.where(voiced[:, hops], locked[:, hops], phase)
                 state[0].phase[:] = phase[:, -1]
-            phase = torch.from_numpy(phase).to(chunk.device, torch.float32) + self.centre_shift
-            mag = torch.exp(chunk.clamp(max=12.0))
+            phase = torch.from_numpy(phase).to(log_mag.device, torch.float32) + self.centre_shift
             if self.iterations:
-                phase = refine(mag, phase, self.window, self.hop, state[1], state[2], self.iterations)
+                phase = refine(mag[:, hops], phase, self.window, self.hop, state[1], state[2], self.iterations)
                 state[0].phase[:] = (phase[:, -1] - self.centre_shift).double().cpu().numpy()
-            frames = torch.fft.irfft(torch.polar(mag, phase), n=self.n_fft, dim=-1)
+            frames = torch.fft.irfft(torch.polar(mag[:, hops], phase), n=self.n_fft, dim=-1)
             wav, state[1], state[2] = kernels.overlap_add_stream(frames, self.hop, self.window, state[1], state[2],
                                                                  backend=backend)
             out.append(wav)

@@ -56,22 +56,25 @@ def _peak_frequencies(s: np.ndarray, out: np.ndarray) -> None:
     """out[k] = the frequency (in bins) of the spectral peak that bin k lies under: climb the log magnitude
     s to the local maximum p, then place the peak at p + 2 (c - a) / (a + 2 b + c) with a, b, c the
     magnitudes at p - 1, p, p + 1: exact for a sinusoid under a hann window (a parabola through the log
-    magnitudes is off by up to 0.015 bins, which detunes harmonics against each other)."""
+    magnitudes is off by up to 0.015 bins, which detunes harmonics against each other).
+
+    A bin that climbs right (its right neighbour is higher) reaches the peak its right neighbour reaches,
+    and one that climbs left the peak of its left neighbour; so one pass each way finds every bin's peak
+    in O(bins), each peak placed once."""
     last = s.shape[0] - 1
-    for k in range(s.shape[0]):
-        p = k
-        while True:
-            if p < last and s[p + 1] > s[p]:
-                p += 1
-            elif p > 0 and s[p - 1] > s[p]:
-                p -= 1
-            else:
-                break
-        if 0 < p < last:
-            a, b, c = np.exp(s[p - 1] - s[p]), 1.0, np.exp(s[p + 1] - s[p])
-            out[k] = p + 2 * (c - a) / (a + 2 * b + c)
+    for k in range(last, -1, -1):  # peaks, and the bins that climb right
+        if k < last and s[k + 1] > s[k]:
+            out[k] = out[k + 1]
+        elif k > 0 and s[k - 1] > s[k]:
+            continue  # climbs left: the next pass
+        elif 0 < k < last:
+            a, b, c = np.exp(s[k - 1] - s[k]), 1.0, np.exp(s[k + 1] - s[k])
+            out[k] = k + 2 * (c - a) / (a + 2 * b + c)
         else:
-            out[k] = p
+            out[k] = k
+    for k in range(1, last + 1):  # the bins that climb left
+        if not (k < last and s[k + 1] > s[k]) and s[k - 1] > s[k]:
+            out[k] = out[k - 1]
 
 
 @compiled
@@ -124,9 +127,9 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
     done = np.zeros(bins, dtype=np.bool_)
     omega = np.empty(bins)
     dphi = np.empty(bins)
-    # The heap holds bins of the previous hop (item k + bins) and of this one (item k), by log magnitude.
-    keys = np.empty(2 * bins)
-    items = np.empty(2 * bins, dtype=np.int64)
+    keys = np.empty(bins)  # the heap of this hop's bins, by log magnitude
+    items = np.empty(bins, dtype=np.int64)
+    order = np.argsort(-prev_log)  # the previous hop's bins, loudest first
     for n in range(hops):
         cur = log_mag[n]
         before = prev_log if n == 0 else log_mag[n - 1]
@@ -136,21 +139,23 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
         for k in range(bins):
             omega[k] = 2 * np.pi * hop * peaks[k] / n_fft
             dphi[k] = f_coef * (cur[k] - before[k] if last_of_block else 0.5 * (log_mag[n + 1, k] - before[k]))
-        _integrate_hop(cur, before, last_phase, phase[n], omega_prev, omega, dphi, done, keys, items,
+        _integrate_hop(cur, before, order, last_phase, phase[n], omega_prev, omega, dphi, done, keys, items,
                        cur.max() - floor)
         for k in range(bins):
             phase[n, k] = np.remainder(phase[n, k], 2 * np.pi)  # keeps the running sum's digits over hours
             omega_prev[k] = omega[k]
+        order = np.argsort(-cur)
     return phase
 
 
 @compiled
-def _integrate_hop(cur: np.ndarray, before: np.ndarray, last_phase: np.ndarray, out: np.ndarray,
+def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_phase: np.ndarray, out: np.ndarray,
                    omega_prev: np.ndarray, omega: np.ndarray, dphi: np.ndarray, done: np.ndarray, keys: np.ndarray,
                    items: np.ndarray, audible: float) -> None:
     """One hop's phases into `out` (K,): from the previous hop along time (omega_prev, omega: phase
     advance per hop) and along frequency (dphi: phase step per bin), loudest first; bins at or under
-    `audible` follow their own frequency."""
+    `audible` follow their own frequency. The previous hop's bins come in `order` (loudest first), merged
+    with a heap of this hop's bins as they are reached: one priority queue over both, as in RTPGHI."""
     bins = cur.shape[0]
     size, left = 0, 0
     for k in range(bins):
@@ -160,10 +165,12 @@ def _integrate_hop(cur: np.ndarray, before: np.ndarray, last_phase: np.ndarray, 
         else:  # too quiet to matter: follow the bin's own frequency
             out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
             done[k] = True
-        if before[k] > audible:
-            size = _push(keys, items, size, before[k], k + bins)
+    loud_before = 0  # the previous hop's bins above `audible`: order[:loud_before]
+    while loud_before < bins and before[order[loud_before]] > audible:
+        loud_before += 1
+    i = 0
     while left > 0:
-        if size == 0:
+        if size == 0 and i == loud_before:
             # Nothing loud before (an onset): start from the loudest bin still open.
             best, best_k = -np.inf, -1
             for k in range(bins):
@@ -174,17 +181,17 @@ def _integrate_hop(cur: np.ndarray, before: np.ndarray, last_phase: np.ndarray, 
             left -= 1
             size = _push(keys, items, size, cur[best_k], best_k)
             continue
-        item = items[0]
-        size = _pop(keys, items, size)
-        if item >= bins:  # from the previous hop: integrate along time
-            k = item - bins
+        if i < loud_before and (size == 0 or before[order[i]] >= keys[0]):  # from the previous hop: along time
+            k = order[i]
+            i += 1
             if not done[k]:
                 out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
                 done[k] = True
                 left -= 1
                 size = _push(keys, items, size, cur[k], k)
         else:  # from this hop: integrate along frequency to both neighbours
-            k = item
+            k = items[0]
+            size = _pop(keys, items, size)
             for j in (k - 1, k + 1):
                 if 0 <= j < bins and not done[j]:
                     step = 0.5 * (dphi[k] + dphi[j])
@@ -241,20 +248,30 @@ def minimum_phase(log_mag: np.ndarray, n_fft: int, lifter: int = LIFTER) -> np.n
     return np.fft.rfft(cepstrum * fold, axis=-1).imag
 
 
-def lock_harmonics(phase: np.ndarray, log_mag: np.ndarray, f0: np.ndarray, share: np.ndarray, hop: int,
-                   n_fft: int, sample_rate: int, state: PhaseState, threshold: float = 0.5) -> np.ndarray:
-    """Voiced bins take the phase of their harmonic: phase, log_mag, share (B, H, bins), f0 (B, H) Hz at the
-    hops' window centres (0 unvoiced) -> phase, window-centred convention, bins whose harmonic share
-    exceeds `threshold` replaced. The phase of harmonic k is k times the fundamental's, integrated from f0
-    (trapezoids, carried in `state`), plus the minimum phase of the envelope at k f0: the harmonics stay
-    locked to one another as in a glottal pulse train, which phases found bin by bin from magnitudes
-    without the pulses' beating do not keep."""
+def harmonic_phases(log_mag: np.ndarray, f0: np.ndarray, share: np.ndarray, hop: int, n_fft: int,
+                    sample_rate: int, state: PhaseState, block: int | None = None, threshold: float = 0.5
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The phases voiced bins take from their harmonic: log_mag, share (B, H, bins), f0 (B, H) Hz at the hops'
+    window centres (0 unvoiced) -> (phases (B, H, bins), window-centred convention, and the bins that take
+    them: those whose harmonic share exceeds `threshold`). The phase of harmonic k is k times the
+    fundamental's, integrated from f0 (trapezoids, carried in `state`), plus the minimum phase of the
+    envelope at k f0: the harmonics stay locked to one another as in a glottal pulse train, which phases
+    found bin by bin from magnitudes without the pulses' beating do not keep.
+
+    None of it depends on the other bins' phases, so a decoder computes it for many blocks at once;
+    `block` (hops) wraps the fundamental at the end of every block, as a stream that is given one block a
+    call wraps it, so both compute the same phases (None: at the end of the call only)."""
     before = np.concatenate([state.f0[:, None], f0[:, :-1]], axis=1)
-    fundamental = state.fundamental[:, None] + np.cumsum(np.pi * hop * (before + f0) / sample_rate, axis=1)
+    increments = np.pi * hop * (before + f0) / sample_rate
+    fundamental = np.empty_like(increments)
+    start, step = state.fundamental, block or max(1, f0.shape[1])
+    for s in range(0, f0.shape[1], step):
+        fundamental[:, s: s + step] = start[:, None] + np.cumsum(increments[:, s: s + step], axis=1)
+        start = np.remainder(fundamental[:, min(s + step, f0.shape[1]) - 1], 2 * np.pi)
     if f0.shape[1]:
         state.f0 = f0[:, -1].copy()
-        state.fundamental = np.remainder(fundamental[:, -1], 2 * np.pi)
-    bins = phase.shape[-1]
+        state.fundamental = start
+    bins = log_mag.shape[-1]
     bin_hz = sample_rate / n_fft
     f = np.where(f0 > 0, f0, 1.0)[..., None]
     number = np.maximum(1.0, np.round(np.arange(bins) * bin_hz / f))
@@ -264,9 +281,17 @@ def lock_harmonics(phase: np.ndarray, log_mag: np.ndarray, f0: np.ndarray, share
     envelope = minimum_phase(log_mag, n_fft)
     frac = position - low
     at_harmonic = (1 - frac) * np.take_along_axis(envelope, low, -1) + frac * np.take_along_axis(envelope, high, -1)
-    locked = number * fundamental[..., None] + at_harmonic
+    locked = np.remainder(number * fundamental[..., None] + at_harmonic, 2 * np.pi)
     voiced = (f0[..., None] > 0) & (number * f < HARMONIC_LIMIT * sample_rate / 2) & (share > threshold)
-    return np.where(voiced, np.remainder(locked, 2 * np.pi), phase)
+    return locked, voiced
+
+
+def lock_harmonics(phase: np.ndarray, log_mag: np.ndarray, f0: np.ndarray, share: np.ndarray, hop: int,
+                   n_fft: int, sample_rate: int, state: PhaseState, threshold: float = 0.5) -> np.ndarray:
+    """Voiced bins take the phase of their harmonic (harmonic_phases): phase, log_mag, share (B, H, bins),
+    f0 (B, H) -> phase, window-centred convention, those bins replaced."""
+    locked, voiced = harmonic_phases(log_mag, f0, share, hop, n_fft, sample_rate, state, threshold=threshold)
+    return np.where(voiced, locked, phase)
 
 
 def refine(mag: torch.Tensor, phase: torch.Tensor, window: torch.Tensor, hop: int, tail: torch.Tensor,
