@@ -151,3 +151,84 @@ def test_compiled_phase_code_is_cached_in_the_user_cache_not_the_package(tmp_pat
     cached = {p.name for p in (tmp_path / "codec" / "numba").rglob("*.nbi")}
     assert any(name.startswith("phase._integrate") for name in cached), cached
     assert in_tree_index() == before
+
+
+def climb_to_peak(s: np.ndarray, k: int) -> float:
+    """The frequency of the peak bin k lies under, found the plain way: climb to it, then interpolate."""
+    p = k
+    while True:
+        if p < len(s) - 1 and s[p + 1] > s[p]:
+            p += 1
+        elif p > 0 and s[p - 1] > s[p]:
+            p -= 1
+        else:
+            break
+    if 0 < p < len(s) - 1:
+        a, c = np.exp(s[p - 1] - s[p]), np.exp(s[p + 1] - s[p])
+        return p + 2 * (c - a) / (a + 2 + c)
+    return float(p)
+
+
+def test_peak_frequencies_match_a_climb_from_every_bin():
+    from codec.nn.phase import _peak_frequencies
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        s = rng.normal(size=rng.integers(1, 60))
+        s = s.cumsum() if trial % 2 else np.round(s, 1)  # rounded: plateaus, where a climb stops
+        out = np.empty(len(s))
+        _peak_frequencies(s, out)
+        np.testing.assert_allclose(out, [climb_to_peak(s, k) for k in range(len(s))], rtol=0, atol=1e-12)
+
+
+def integrate_hop_with_one_heap(cur, before, last_phase, omega_prev, omega, dphi, audible) -> np.ndarray:
+    """RTPGHI's hop as published: one max-heap (heapq) over the previous hop's loud bins and this hop's
+    bins as they are reached."""
+    import heapq
+
+    bins = len(cur)
+    out = np.empty(bins)
+    done = cur <= audible
+    out[done] = last_phase[done] + 0.5 * (omega_prev[done] + omega[done])
+    heap = [(-before[k], k + bins) for k in range(bins) if before[k] > audible]
+    heapq.heapify(heap)
+    while not done.all():
+        if not heap:
+            k = int(np.argmax(np.where(done, -np.inf, cur)))
+            out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
+            done[k] = True
+            heapq.heappush(heap, (-cur[k], k))
+            continue
+        _, item = heapq.heappop(heap)
+        if item >= bins:
+            k = item - bins
+            if not done[k]:
+                out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
+                done[k] = True
+                heapq.heappush(heap, (-cur[k], k))
+        else:
+            for j in (item - 1, item + 1):
+                if 0 <= j < bins and not done[j]:
+                    step = 0.5 * (dphi[item] + dphi[j])
+                    out[j] = out[item] + (step if j > item else -step)
+                    done[j] = True
+                    heapq.heappush(heap, (-cur[j], j))
+    return out
+
+
+def test_the_merged_queue_integrates_a_hop_as_one_heap_does():
+    from codec.nn.phase import _integrate_hop
+
+    rng = np.random.default_rng(1)
+    bins = 241
+    for trial in range(50):
+        cur, before = rng.normal(size=bins).cumsum(), rng.normal(size=bins).cumsum()  # distinct levels: no ties
+        if trial % 5 == 0:
+            before[:] = -50.0  # an onset: nothing loud before
+        last_phase, omega_prev, omega, dphi = (rng.uniform(-3, 3, bins) for _ in range(4))
+        audible = np.quantile(cur, rng.uniform(0, 0.8))
+        out = np.empty(bins)
+        _integrate_hop(cur, before, np.argsort(-before), last_phase, out, omega_prev, omega, dphi,
+                       np.zeros(bins, dtype=np.bool_), np.empty(bins), np.empty(bins, dtype=np.int64), audible)
+        expected = integrate_hop_with_one_heap(cur, before, last_phase, omega_prev, omega, dphi, audible)
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
