@@ -22,8 +22,7 @@ class CodecConfig:
     n_fft: int = 480  # the encoder's analysis window
     synthesis_hop: int = 120  # the decoder's STFT hop: 75 % overlap, enough redundancy for computed phases
     synthesis_fft: int = 480  # the decoder's STFT window (hann)
-    phase_iterations: int = 2  # Griffin-Lim passes per codec frame after RTPGHI (codec.nn.phase.refine): 4 score
-    # as 2 do on PESQ-WB (`codec diagnose phase`), at more cost
+    phase_iterations: int = 4  # Griffin-Lim passes per codec frame after RTPGHI (codec.nn.phase.refine)
     n_codebooks: int = 37
     codebook_size: int = 1024
     codebook_dim: int = 8  # factorized lookup space (DAC): keeps codebooks in use
