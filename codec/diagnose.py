@@ -44,7 +44,7 @@ import torch
 from . import kernels
 from .config import PITCH_CODEBOOKS
 from .eval.metrics import NotComputable, pesq, stoi
-from .io.corpus import Corpus
+from .io.corpus import Corpus, select_split
 from .nn.pitch import analysis_centres
 from .train.losses import LOW_BAND_HZ
 
@@ -378,7 +378,8 @@ def add_arguments(p) -> None:
     p.add_argument("what", choices=list(MEASUREMENTS))
     p.add_argument("corpus", help="a folder written by `codec data prepare`")
     p.add_argument("--model", default=None, help="shipped model name or checkpoint folder (default: the shipped model)")
-    p.add_argument("--split", default="test", help="the corpus split to read (default test)")
+    p.add_argument("--split", default="test",
+                   help="the corpus split to read (default test); SPLIT:SRC[,SRC] keeps only those sources of it")
     p.add_argument("--clips", type=int, default=None,
                    help="clips spread over the split (default: phase 8, head 6, pitch and rvq 16, envelope 40; "
                         "fit: 6 of each source; stream: all it needs)")
@@ -392,6 +393,9 @@ def run(args) -> int:
     clips, seconds = DEFAULTS[args.what]
     clips = args.clips if args.clips is not None else clips
     seconds = args.seconds if args.seconds is not None else seconds
+    corpus = Corpus(args.corpus)
+    _, numbered = select_split(args.corpus, corpus.clips, args.split)
+    corpus.clips = [r for _, r in numbered]
     model = load(args.model).eval()
-    print(MEASUREMENTS[args.what](model, Corpus(args.corpus, args.split), clips, seconds))
+    print(MEASUREMENTS[args.what](model, corpus, clips, seconds))
     return 0

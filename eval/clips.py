@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import InputError
-from codec.io.corpus import MANIFEST_FILE, is_corpus
+from codec.io.corpus import MANIFEST_FILE, is_corpus, select_split
 from codec.io.inputs import resolve_inputs
 from codec.signal import resample_array
 
@@ -71,19 +71,9 @@ def find_clips(source: str | Path, split: str = "test", max_clips: int | None = 
     if is_corpus(path):
         with open(path / MANIFEST_FILE) as f:
             records = [json.loads(line) for line in f]
-        split, _, only = split.partition(":")  # "test:asterisk-en,asterisk-es": some sources of the split
-        chosen = [r for r in records if r["split"] == split]
-        if not chosen:
-            splits = sorted({r["split"] for r in records})
-            raise InputError(f"{path}: corpus has no clips in split {split!r} (splits: {', '.join(splits)})")
-        # Clip.index counts within the whole split (it is how Corpus(path, split) finds the clip again).
-        numbered = list(enumerate(chosen))
-        if only:
-            wanted = set(only.split(","))
-            missing = wanted - {str(r.get("source")) for r in chosen}
-            if missing:
-                raise InputError(f"{path}: split {split!r} has no source {', '.join(sorted(missing))}")
-            numbered = [(i, r) for i, r in numbered if str(r.get("source")) in wanted]
+        # "test:asterisk-en,asterisk-es": some sources of the split. Clip.index counts within the whole split
+        # (it is how Corpus(path, split) finds the clip again).
+        split, numbered = select_split(path, records, split)
         sources = sorted({str(r.get("source", "?")) for _, r in numbered})
         clips = [Clip(f"{i:05d}_{_safe(Path(r['path']).stem)}", str(path), i, split,
                       "/".join([str(r[k]) for k in ("source", "speaker") if r.get(k)] + [Path(r["path"]).name]))

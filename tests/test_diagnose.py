@@ -84,3 +84,13 @@ def test_fit_scores_each_source_of_every_split(capsys, setup):
     assert [(r[0].strip(), r[1].strip(), int(r[2])) for r in rows] == [("train", "synth", 1), ("valid", "held", 1)]
     for row in rows:
         assert 1.0 <= float(row[3]) <= 4.7 and 0.0 <= float(row[4]) <= 1.0, out  # PESQ-WB's and STOI's ranges
+
+
+def test_a_split_narrowed_to_a_source_and_a_split_without_clips(capsys, setup):
+    corpus, ckpt = setup
+    assert main(["diagnose", "rvq", str(corpus), "--model", str(ckpt), "--split", "valid:held", "--clips", "2"]) == 0
+    assert capsys.readouterr().out.startswith("| latent stages |")
+    for split, problem in (("test", "no clips in split 'test'"), ("valid:synth", "has no source synth")):
+        assert main(["diagnose", "rvq", str(corpus), "--model", str(ckpt), "--split", split]) == 3
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(corpus) in err and problem in err, err

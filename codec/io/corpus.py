@@ -44,6 +44,24 @@ def read_slice(root: str | Path, offset: int, length: int) -> np.ndarray:
     return samples[offset: offset + length].astype(np.float32) / PCM_SCALE
 
 
+def select_split(root: str | Path, records: list[dict], split: str) -> tuple[str, list[tuple[int, dict]]]:
+    """"SPLIT" or "SPLIT:SRC[,SRC]" -> (the split's name, [(index within the whole split, record)] of the
+    chosen sources). Raises InputError naming the corpus when the split or a source has no clips."""
+    name, _, only = split.partition(":")
+    chosen = [r for r in records if r["split"] == name]
+    if not chosen:
+        splits = sorted({r["split"] for r in records})
+        raise InputError(f"{root}: corpus has no clips in split {name!r} (splits: {', '.join(splits)})")
+    numbered = list(enumerate(chosen))
+    if only:
+        wanted = set(only.split(","))
+        missing = wanted - {str(r.get("source")) for r in chosen}
+        if missing:
+            raise InputError(f"{root}: split {name!r} has no source {', '.join(sorted(missing))}")
+        numbered = [(i, r) for i, r in numbered if str(r.get("source")) in wanted]
+    return name, numbered
+
+
 class Corpus:
     """A prepared corpus opened read-only (memory-mapped): clips by split."""
 
