@@ -5,8 +5,9 @@ split, each printed as a Markdown table.
             RTPGHI's phases in every bin (none locked to the harmonics), the same without the Griffin-Lim
             passes and with twice as many, the same with RTPGHI's heap over the bins within 100 dB of their
             hop's loudest (nearly all; the decoder's heap is narrower, and faster), the reference's magnitudes
-            with the computed phase (the phase's ceiling), the decoded magnitudes with the reference's phase,
-            and the decoder given the encoder's pitch estimate itself instead of its two code slots (the pitch
+            with the computed phase (the phase's ceiling), the same with a 1.5x longer synthesis window
+            (whether the window's length limits it), the decoded magnitudes with the reference's phase, and
+            the decoder given the encoder's pitch estimate itself instead of its two code slots (the pitch
             coding's cost); each audio's log-magnitude L1 to the reference, PESQ-WB and STOI, averaged over
             the clips. A phase moves the magnitudes that overlap-add leaves: the reference's phase carries
             some of the reference's magnitudes into the decoded ones, so its row is no ceiling of the decoded
@@ -40,11 +41,13 @@ import copy
 import librosa
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import kernels
 from .config import PITCH_CODEBOOKS
 from .eval.metrics import NotComputable, pesq, stoi
 from .io.corpus import Corpus, select_split
+from .nn.networks import PhaseSynthesis
 from .nn.pitch import analysis_centres
 from .train.losses import LOW_BAND_HZ
 
@@ -59,6 +62,7 @@ PCA_CLIPS = 300  # training clips the principal components are fitted on (about 
 SILENT = -7.0  # mean log band energy under which a frame is silence and left out
 HEAD_FIT_STEPS = 300  # Adam steps fitting the head's parameters to a clip: the fit's L1 has levelled off
 WIDE_HEAP_DB = 100.0  # phase: a heap over nearly every bin, against the decoder's narrower one
+WIDER_WINDOW = 1.5  # phase: the computed phase's ceiling with a synthesis window this much longer (same hop)
 LOUD_DB = 40.0  # hops within this of a clip's loudest are its loud hops (the rest: pauses, silence)
 
 
@@ -95,6 +99,16 @@ def _synthesis_with(model, log_mag: torch.Tensor, voicing: tuple, **settings) ->
             setattr(model.synthesis, name, value)
 
 
+def _wider_window_ceiling(model, ref: torch.Tensor) -> torch.Tensor:
+    """ref (1, 1, T) rebuilt from its own STFT magnitudes with a synthesis window WIDER_WINDOW times the
+    decoder's (same hop, same phase method): whether the window's length limits the computed phase."""
+    cfg = model.config
+    n_fft = int(round(WIDER_WINDOW * cfg.synthesis_fft / cfg.synthesis_hop)) * cfg.synthesis_hop
+    synthesis = PhaseSynthesis(n_fft, cfg.synthesis_hop, model.synthesis.block, cfg.sample_rate, cfg.phase_iterations)
+    x = F.pad(ref[:, 0], (n_fft - cfg.synthesis_hop, 0)).unfold(-1, n_fft, cfg.synthesis_hop) * synthesis.window
+    return synthesis(torch.log(torch.fft.rfft(x, dim=-1).abs() + 1e-5))
+
+
 def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     """The rebuilt versions of `ref` (1, 1, T) that `phase` scores, each (1, T)."""
     codes = model.encode_prepared(ref)
@@ -105,11 +119,12 @@ def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     doubled = _synthesis_with(model, log_mag, voicing, iterations=2 * model.synthesis.iterations)
     wide_heap = _synthesis_with(model, log_mag, voicing, floor_db=WIDE_HEAP_DB)
     computed = model.synthesis(torch.log(model.target_magnitudes(ref) + 1e-5))
+    computed_wider = _wider_window_ceiling(model, ref)
     swapped = _with_phase(model, torch.exp(log_mag), ref)
     f0 = model.pitch.uncoded(*model.pitch_estimate(ref), model.synthesis_centres)
     log_mag, voicing = model._synthesis_inputs(codes, f0=f0)
     uncoded = model.synthesis(log_mag, voicing=voicing)
-    return [decoded, unlocked, plain, doubled, wide_heap, computed, swapped, uncoded]
+    return [decoded, unlocked, plain, doubled, wide_heap, computed, computed_wider, swapped, uncoded]
 
 
 def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
@@ -118,8 +133,9 @@ def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
              f"{model.synthesis.iterations})",
              f"decoded, RTPGHI's heap over the bins within {WIDE_HEAP_DB:.0f} dB of their hop's loudest "
              f"(not {model.synthesis.floor_db:.0f})",
-             "reference magnitude, computed phase", "decoded magnitude, reference phase",
-             "decoded with the encoder's pitch estimate, uncoded")
+             "reference magnitude, computed phase",
+             f"reference magnitude, computed phase, a {WIDER_WINDOW:g}x longer synthesis window",
+             "decoded magnitude, reference phase", "decoded with the encoder's pitch estimate, uncoded")
     return _scored(model, corpus, clips, seconds, "audio", names,
                    lambda m, ref: [(out, (_magnitude_error(m, out, ref),)) for out in _phase_outputs(m, ref)],
                    extra=("its log-magnitude L1 to the reference",))
