@@ -20,8 +20,8 @@ class CodecConfig:
     frame_size: int = 1920  # samples per codec frame: 80 ms, 12.5 frames/s
     hop_length: int = 240  # the encoder's analysis hop (10 ms) and the pitch estimate's
     n_fft: int = 480  # the encoder's analysis window
-    synthesis_hop: int = 120  # the decoder's STFT hop: 75 % overlap, enough redundancy for computed phases
-    synthesis_fft: int = 480  # the decoder's STFT window (hann)
+    synthesis_hop: int = 120  # the decoder's STFT hop: 83 % overlap, enough redundancy for computed phases
+    synthesis_fft: int = 720  # the decoder's STFT window (hann): 30 ms resolves the harmonics of low voices
     phase_iterations: int = 4  # Griffin-Lim passes per codec frame after RTPGHI (codec.nn.phase.refine)
     n_codebooks: int = 37
     codebook_size: int = 1024

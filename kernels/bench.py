@@ -2,7 +2,7 @@
 
 Sizes (codec/config.py defaults): the RVQ kernels see 12.5 frames/s -> 45,000 rows for an hour, 35 latent
 stages, D = 256 latent channels, K = 1024 entries of d = 8 dims; overlap-add sees 200 hops/s -> 720,000
-frames of W = 480 samples (hann) at hop H = 120, 86.4 M output samples.
+frames of W = 720 samples (hann) at hop H = 120, 86.4 M output samples.
 
 For every kernel: the time of Triton and of the PyTorch reference, the bytes it must move at least and the
 FLOPs it must do at least, the floor time max(bytes / bandwidth, FLOPs / FLOP rate) and measured / floor.

@@ -394,5 +394,5 @@ def test_bench_floors_match_the_documented_hour():
     (enc, dec), (ola, stream) = rvq_floors(45_000), ola_floors(720_000)
     assert enc == (60_437_280, 39_564_860_160)
     assert dec == (60_149_440, 7_257_600_000)
-    assert ola == (1_728_003_360, 777_600_360)
-    assert stream[0] == 4 * 720_000 * 480 + 4 * 480 + 4 * 720_000 * 120 + 2 * 4 * 2 * 360
+    assert ola == (2_419_205_280, 1_123_200_600)
+    assert stream[0] == 4 * 720_000 * 720 + 4 * 720 + 4 * 720_000 * 120 + 2 * 4 * 2 * 600
