@@ -41,7 +41,6 @@ import copy
 import librosa
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import kernels
 from .config import PITCH_CODEBOOKS
@@ -105,8 +104,7 @@ def _wider_window_ceiling(model, ref: torch.Tensor) -> torch.Tensor:
     cfg = model.config
     n_fft = int(round(WIDER_WINDOW * cfg.synthesis_fft / cfg.synthesis_hop)) * cfg.synthesis_hop
     synthesis = PhaseSynthesis(n_fft, cfg.synthesis_hop, model.synthesis.block, cfg.sample_rate, cfg.phase_iterations)
-    x = F.pad(ref[:, 0], (n_fft - cfg.synthesis_hop, 0)).unfold(-1, n_fft, cfg.synthesis_hop) * synthesis.window
-    return synthesis(torch.log(torch.fft.rfft(x, dim=-1).abs() + 1e-5))
+    return synthesis(torch.log(synthesis.analysis(ref).abs() + 1e-5))
 
 
 def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:

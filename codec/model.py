@@ -43,7 +43,6 @@ class Codec(nn.Module):
         self.decoder = Decoder(cfg)
         self.synthesis = PhaseSynthesis(cfg.synthesis_fft, cfg.synthesis_hop, cfg.frame_size // cfg.synthesis_hop,
                                         cfg.sample_rate, cfg.phase_iterations)
-        self.register_buffer("analysis_window", torch.hann_window(cfg.synthesis_fft, periodic=True), persistent=False)
         # Frame offsets of the synthesis windows' centres: where the decoder reads the coded pitch contour.
         hops = torch.arange(cfg.frame_size // cfg.synthesis_hop)
         self.register_buffer("synthesis_centres", (hops + 1) * cfg.synthesis_hop - cfg.synthesis_fft // 2,
@@ -278,9 +277,7 @@ class Codec(nn.Module):
 
     def analysis(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, 1, T) -> complex STFT (B, T // hop, bins) in the synthesis framing: hop h's window ends with it."""
-        cfg = self.config
-        x = F.pad(wav[:, 0].float(), (cfg.synthesis_fft - cfg.synthesis_hop, 0))
-        return torch.fft.rfft(x.unfold(-1, cfg.synthesis_fft, cfg.synthesis_hop) * self.analysis_window, dim=-1)
+        return self.synthesis.analysis(wav)
 
     def target_magnitudes(self, wav: torch.Tensor) -> torch.Tensor:
         """wav (B, 1, T) -> |STFT| (B, T // hop, bins): what the decoder's magnitudes are trained towards."""

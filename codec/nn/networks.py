@@ -226,6 +226,12 @@ class PhaseSynthesis(Streamable):
     def delay(self) -> int:
         return self.n_fft - self.hop
 
+    def analysis(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav (B, 1, T) -> complex STFT (B, T // hop, bins) in this synthesis's framing: hop h's window ends
+        with it."""
+        x = nn.functional.pad(wav[:, 0].float(), (self.delay, 0))
+        return torch.fft.rfft(x.unfold(-1, self.n_fft, self.hop) * self.window, dim=-1)
+
     def start(self, batch: int, bins: int, device) -> list:
         """A fresh state: [phases of the hop before, overlap tail, its envelope, samples still to skip]."""
         return [PhaseState(batch, bins, FLOOR_LOG), torch.zeros(batch, self.delay, device=device),
