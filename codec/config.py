@@ -23,6 +23,9 @@ class CodecConfig:
     synthesis_hop: int = 120  # the decoder's STFT hop: 83 % overlap, enough redundancy for computed phases
     synthesis_fft: int = 720  # the decoder's STFT window (hann): 30 ms resolves the harmonics of low voices
     phase_iterations: int = 4  # Griffin-Lim passes per codec frame after RTPGHI (codec.nn.phase.refine)
+    # Voiced bins take their harmonic's phase (codec.nn.phase.harmonic_phases) instead of RTPGHI's: it helps a
+    # 480-sample window, whose harmonics merge in low voices, and costs a 720-sample one (docs/architecture.md).
+    harmonic_locking: bool = False
     n_codebooks: int = 37
     codebook_size: int = 1024
     codebook_dim: int = 8  # factorized lookup space (DAC): keeps codebooks in use

@@ -2,7 +2,8 @@
 split, each printed as a Markdown table.
 
     phase   is it the magnitudes or the phase? In the decoder's STFT framing: the decoded audio, the same with
-            RTPGHI's phases in every bin (none locked to the harmonics), the same without the Griffin-Lim
+            the other harmonic-locking setting (RTPGHI's phases in every bin, or the voiced bins' phases
+            taken from their harmonics: model.harmonic_locking), the same without the Griffin-Lim
             passes and with twice as many, the same with RTPGHI's heap over the bins within 100 dB of their
             hop's loudest (nearly all; the decoder's heap is narrower, and faster), the reference's magnitudes
             with the computed phase (the phase's ceiling), the same with a 1.5x longer synthesis window
@@ -87,7 +88,7 @@ def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch
 
 
 def _synthesis_with(model, log_mag: torch.Tensor, voicing: tuple, **settings) -> torch.Tensor:
-    """The decoder's synthesis with some of its settings (iterations, floor_db) changed for one call."""
+    """The decoder's synthesis with some of its settings (iterations, floor_db, locking) changed for one call."""
     saved = {name: getattr(model.synthesis, name) for name in settings}
     for name, value in settings.items():
         setattr(model.synthesis, name, value)
@@ -112,7 +113,7 @@ def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     codes = model.encode_prepared(ref)
     log_mag, voicing = model._synthesis_inputs(codes)
     decoded = model.synthesis(log_mag, voicing=voicing)
-    unlocked = model.synthesis(log_mag)  # no voicing: RTPGHI's phases in every bin
+    toggled = _synthesis_with(model, log_mag, voicing, locking=not model.synthesis.locking)
     plain = _synthesis_with(model, log_mag, voicing, iterations=0)
     doubled = _synthesis_with(model, log_mag, voicing, iterations=2 * model.synthesis.iterations)
     wide_heap = _synthesis_with(model, log_mag, voicing, floor_db=WIDE_HEAP_DB)
@@ -122,11 +123,13 @@ def _phase_outputs(model, ref: torch.Tensor) -> list[torch.Tensor]:
     f0 = model.pitch.uncoded(*model.pitch_estimate(ref), model.synthesis_centres)
     log_mag, voicing = model._synthesis_inputs(codes, f0=f0)
     uncoded = model.synthesis(log_mag, voicing=voicing)
-    return [decoded, unlocked, plain, doubled, wide_heap, computed, computed_wider, swapped, uncoded]
+    return [decoded, toggled, plain, doubled, wide_heap, computed, computed_wider, swapped, uncoded]
 
 
 def phase(model, corpus: Corpus, clips: int, seconds: float) -> str:
-    names = ("decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
+    toggled = ("decoded, phases not locked to the harmonics" if model.synthesis.locking else
+               "decoded, voiced bins' phases locked to their harmonics")
+    names = ("decoded", toggled, "decoded, no Griffin-Lim passes",
              f"decoded, twice the Griffin-Lim passes ({2 * model.synthesis.iterations}, not "
              f"{model.synthesis.iterations})",
              f"decoded, RTPGHI's heap over the bins within {WIDE_HEAP_DB:.0f} dB of their hop's loudest "

@@ -42,7 +42,7 @@ class Codec(nn.Module):
         self.pitch = PitchCoder(cfg.hop_length, cfg.frame_size, sample_rate=cfg.sample_rate)
         self.decoder = Decoder(cfg)
         self.synthesis = PhaseSynthesis(cfg.synthesis_fft, cfg.synthesis_hop, cfg.frame_size // cfg.synthesis_hop,
-                                        cfg.sample_rate, cfg.phase_iterations)
+                                        cfg.sample_rate, cfg.phase_iterations, cfg.harmonic_locking)
         # Frame offsets of the synthesis windows' centres: where the decoder reads the coded pitch contour.
         hops = torch.arange(cfg.frame_size // cfg.synthesis_hop)
         self.register_buffer("synthesis_centres", (hops + 1) * cfg.synthesis_hop - cfg.synthesis_fft // 2,

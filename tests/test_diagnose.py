@@ -40,7 +40,7 @@ def test_pitch_and_phase_print_their_tables(capsys, setup):
     out = _run(capsys, setup, "pitch", "--clips", "2", "--seconds", "1")
     assert "| coded contour vs the input's estimate |" in out and "| decoded audio vs the input |" in out
     out = _run(capsys, setup, "phase", "--clips", "1", "--seconds", "1")
-    names = ["decoded", "decoded, phases not locked to the harmonics", "decoded, no Griffin-Lim passes",
+    names = ["decoded", "decoded, voiced bins' phases locked to their harmonics", "decoded, no Griffin-Lim passes",
              "decoded, twice the Griffin-Lim passes (8, not 4)",
              "decoded, RTPGHI's heap over the bins within 100 dB of their hop's loudest (not 60)",
              "reference magnitude, computed phase",

@@ -129,6 +129,20 @@ def test_locked_harmonics_stream_as_offline():
     assert np.array_equal(whole[np.broadcast_to(unvoiced, whole.shape)], phase[np.broadcast_to(unvoiced, phase.shape)])
 
 
+def test_synthesis_locks_voiced_bins_only_when_asked():
+    from codec.nn.networks import PhaseSynthesis
+    rng = torch.Generator().manual_seed(0)
+    bins, hops = N_FFT // 2 + 1, 2 * BLOCK
+    log_mag = torch.randn(1, hops, bins, generator=rng)
+    voicing = (torch.full((1, hops), 150.0), torch.ones(1, hops, bins))
+    made = {locking: PhaseSynthesis(N_FFT, HOP, BLOCK, 24000, iterations=1, locking=locking).eval()
+            for locking in (False, True)}
+    plain = made[False](log_mag)
+    assert torch.equal(made[False](log_mag, voicing=voicing), plain)  # voicing is ignored
+    assert torch.equal(made[True](log_mag), plain)  # nothing to lock to
+    assert (made[True](log_mag, voicing=voicing) - plain).abs().max() > 0.1 * plain.abs().max()
+
+
 def test_compiled_phase_code_is_cached_in_the_user_cache_not_the_package(tmp_path):
     """A cache beside the installed sources outlives `pip uninstall` and hides a later editable install."""
     import os

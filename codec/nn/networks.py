@@ -213,9 +213,11 @@ class PhaseSynthesis(Streamable):
     emits what is final, and `flush` closes it.
     """
 
-    def __init__(self, n_fft: int, hop: int, block: int, sample_rate: int, iterations: int = 0):
+    def __init__(self, n_fft: int, hop: int, block: int, sample_rate: int, iterations: int = 0,
+                 locking: bool = False):
         super().__init__()
         self.n_fft, self.hop, self.block, self.iterations = n_fft, hop, block, iterations
+        self.locking = locking  # whether `voicing`, when given, locks the voiced bins to their harmonics
         self.sample_rate = sample_rate
         self.floor_db = FLOOR_DB  # RTPGHI's heap takes the bins within this of their hop's loudest
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
@@ -240,7 +242,9 @@ class PhaseSynthesis(Streamable):
     def run(self, log_mag: torch.Tensor, state: list, backend: str | None = None, voicing: tuple | None = None
             ) -> torch.Tensor:
         """(B, H, bins), H a multiple of the block -> the H * hop samples made final; `state` is updated.
-        voicing: (f0 (B, H) Hz, harmonic share (B, H, bins)) locks the voiced bins to their harmonics."""
+        voicing: (f0 (B, H) Hz, harmonic share (B, H, bins)) locks the voiced bins to their harmonics if
+        `locking` is set, and is ignored if not."""
+        voicing = voicing if self.locking else None
         log_mag = log_mag.float()
         # What no block's phases depend on is computed for all blocks at once: the loop is the cost.
         log_np = log_mag.detach().cpu().double().numpy()
