@@ -263,9 +263,11 @@ class PhaseSynthesis(Streamable):
                 phase = np.where(voiced[:, hops], locked[:, hops], phase)
                 state[0].phase[:] = phase[:, -1]
             phase = torch.from_numpy(phase).to(log_mag.device, torch.float32) + self.centre_shift
-            spectra = refine(mag[:, hops], phase, self.window, self.hop, state[1], state[2], self.iterations)
             if self.iterations:
+                spectra = refine(mag[:, hops], phase, self.window, self.hop, state[1], state[2], self.iterations)
                 state[0].phase[:] = (spectra[:, -1].angle() - self.centre_shift).double().cpu().numpy()
+            else:
+                spectra = torch.polar(mag[:, hops], phase)
             frames = torch.fft.irfft(spectra, n=self.n_fft, dim=-1)
             wav, state[1], state[2] = kernels.overlap_add_stream(frames, self.hop, self.window, state[1], state[2],
                                                                  backend=backend)
