@@ -27,8 +27,11 @@ split, each printed as a Markdown table.
             for 1 to 35 latent stages (code slots 2 to 36). A healthy RVQ falls with every stage.
     envelope  is it the networks or the latent's size? Each frame's envelopes (log energies of 64 mel bands
             in each of its synthesis hops) coded linearly: kept to the first 32 ... 256 principal components
-            fitted on training clips, against the decoded audio's, as mean absolute error in dB over the
-            voiced and unvoiced frames of held-out clips. The latent has 256 values a frame.
+            fitted on training clips, and coded at the rate-distortion bound of a Gaussian source with those
+            components' variances at the latent's bits at 8, 17 and 37 codebooks (what the best code of
+            the envelope alone could reach at that rate, were it Gaussian), against the decoded audio's at
+            8, 17 and 37 codebooks, as mean absolute error in dB over the voiced and unvoiced frames of
+            held-out clips. The latent has 256 values a frame.
     fit     does it underfit or overfit? The decoded audio's PESQ-WB and STOI per source of every split
             (--split is not read): a model that scores as well on the clips it trained on as on held-out
             ones of the same recording style underfits, so more steps or capacity, not more data, is the lever.
@@ -58,6 +61,7 @@ DEFAULTS = {"phase": (8, 6.0), "head": (6, 6.0), "pitch": (16, 6.0), "rvq": (16,
 SPLITS = ("train", "valid", "test")
 ENVELOPE_BANDS = 64
 PCA_SIZES = (32, 64, 128, 256)
+ENVELOPE_DEPTHS = (8, 17, 37)  # codebooks the envelope measurement decodes at
 PCA_CLIPS = 300  # training clips the principal components are fitted on (about 7,000 frames)
 SILENT = -7.0  # mean log band energy under which a frame is silence and left out
 HEAD_FIT_STEPS = 300  # Adam steps fitting the head's parameters to a clip: the fit's L1 has levelled off
@@ -307,24 +311,52 @@ def rvq(model, corpus: Corpus, clips: int, seconds: float | None) -> str:
                       "| relative latent error | " + " | ".join(f"{(e / power) ** 0.5:.3f}" for e in errors) + " |"])
 
 
-def _frame_envelopes(model, corpus: Corpus, clips, seconds: float, decoded: bool = False
-                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(frames, hops * bands): each non-silent frame's log mel-band energies, hop by hop, of the clips; with
-    `decoded`, also the decoded audio's minus them (else None)."""
+def _frame_envelopes(model, corpus: Corpus, clips, seconds: float, depths: tuple[int, ...] = ()
+                     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(frames, hops * bands): each non-silent frame's log mel-band energies, hop by hop, of the clips; and at
+    each of `depths` (codebooks), the decoded audio's minus them."""
     fb = torch.from_numpy(librosa.filters.mel(sr=model.sample_rate, n_fft=model.config.synthesis_fft,
                                               n_mels=ENVELOPE_BANDS, norm=None)).float().T
     fb = fb / fb.sum(0, keepdim=True)  # each band's mean magnitude
     width = model.synthesis.block * ENVELOPE_BANDS  # a frame's synthesis hops side by side
-    targets, errors = [], []
+    targets, errors = [], [[] for _ in depths]
     for i in clips:
         ref = _crop(model, corpus, i, seconds)
         target = torch.log(model.target_magnitudes(ref)[0] @ fb + 1e-5).reshape(-1, width)
         keep = target.mean(1) > SILENT
         targets.append(target[keep])
-        if decoded:
-            mag = torch.exp(model.magnitudes(model.encode_prepared(ref))[0])
-            errors.append(torch.log(mag @ fb + 1e-5).reshape(-1, width)[keep] - target[keep])
-    return torch.cat(targets), torch.cat(errors) if decoded else None
+        for j, n in enumerate(depths):
+            mag = torch.exp(model.magnitudes(model.encode_prepared(ref, n))[0])
+            errors[j].append(torch.log(mag @ fb + 1e-5).reshape(-1, width)[keep] - target[keep])
+    return torch.cat(targets), [torch.cat(e) for e in errors]
+
+
+def water_level(variances: torch.Tensor, bits: float) -> float:
+    """Reverse water-filling: the distortion level theta at which independent Gaussian components of these
+    variances cost `bits` in all, sum of max(0, log2(variance / theta) / 2). Each component's error is then
+    min(variance, theta): the least mean squared error any code of that many bits reaches (Cover and Thomas,
+    ch. 10)."""
+    positive = variances[variances > 0].double()
+    # theta at most the largest variance (0 bits) and at least the smallest one shrunk as if all bits went to it
+    lo, hi = float(positive.min()) * 2.0 ** (-2 * bits / len(positive)), float(positive.max())
+    for _ in range(200):  # bisection in log theta: the rate falls as theta rises
+        theta = (lo * hi) ** 0.5
+        rate = float((0.5 * torch.log2(positive / theta)).clamp_min(0).sum())
+        lo, hi = (theta, hi) if rate > bits else (lo, theta)
+    return (lo * hi) ** 0.5
+
+
+def through_bound_channel(frames: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, variances: torch.Tensor,
+                 bits: float) -> torch.Tensor:
+    """The frames through the rate-distortion bound's test channel at `bits`, in the principal components'
+    coordinates: each coefficient c becomes g c + noise of variance g D, g = 1 - D / variance, D its share of
+    the error (water_level); seeded, so the measurement repeats."""
+    theta = water_level(variances, bits)
+    error = variances.clamp(max=theta)
+    gain = torch.where(variances > 0, 1 - error / variances.clamp_min(1e-30), torch.zeros_like(variances))
+    coefficients = (frames - mean) @ components.T
+    noise = torch.randn(coefficients.shape, generator=torch.Generator().manual_seed(0))
+    return (gain * coefficients + noise * (gain * error).sqrt()) @ components + mean
 
 
 def envelope(model, corpus: Corpus, clips: int, seconds: float) -> str:
@@ -332,17 +364,23 @@ def envelope(model, corpus: Corpus, clips: int, seconds: float) -> str:
     picks = np.random.default_rng(0).choice(len(train), min(PCA_CLIPS, len(train)), replace=False)
     with torch.no_grad():
         fit, _ = _frame_envelopes(model, train, picks, seconds)
-        held_out, decoded = _frame_envelopes(model, corpus, _clips(corpus, clips), seconds, decoded=True)
+        held_out, decoded = _frame_envelopes(model, corpus, _clips(corpus, clips), seconds, ENVELOPE_DEPTHS)
     mean = fit.mean(0)
-    components = torch.linalg.svd(fit - mean, full_matrices=False).Vh
+    _, singular, components = torch.linalg.svd(fit - mean, full_matrices=False)
+    variances = singular.square() / max(1, len(fit) - 1)
     db = 20 / np.log(10)
     lines = ["| the frame's envelopes, coded by | mean abs error, dB |", "|---|---:|"]
     for k in PCA_SIZES:
         basis = components[:k].T
         error = ((held_out - mean) @ basis @ basis.T + mean - held_out).abs().mean()
         lines.append(f"| their first {k} principal components | {float(error) * db:.2f} |")
-    n = model.quantizer.n_codebooks + PITCH_CODEBOOKS
-    lines.append(f"| the model, {n} codebooks | {float(decoded.abs().mean()) * db:.2f} |")
+    for n in ENVELOPE_DEPTHS:
+        bits = (n - PITCH_CODEBOOKS) * model.config.bits_per_code
+        error = (through_bound_channel(held_out, mean, components, variances, bits) - held_out).abs().mean()
+        lines.append(f"| their principal components at the rate-distortion bound, {bits} bits (the latent's at "
+                     f"{n} codebooks) | {float(error) * db:.2f} |")
+    for n, errors in zip(ENVELOPE_DEPTHS, decoded):
+        lines.append(f"| the model, {n} codebooks | {float(errors.abs().mean()) * db:.2f} |")
     return "\n".join(lines)
 
 

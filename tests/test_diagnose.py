@@ -4,7 +4,9 @@ import re
 import pytest
 
 import codec
+import torch
 from codec.cli import main
+from codec.diagnose import through_bound_channel, water_level
 
 from test_train import make_corpus
 
@@ -76,7 +78,28 @@ def test_envelope_codes_the_training_frames_exactly_and_an_untrained_model_does_
     rows = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in out.splitlines()[2:]}
     assert list(rows)[:4] == [f"their first {k} principal components" for k in (32, 64, 128, 256)]
     assert all(error < 0.01 for error in list(rows.values())[:4]), out
-    assert rows["the model, 37 codebooks"] > 1.0, out
+    bound = [rows[f"their principal components at the rate-distortion bound, {bits} bits (the latent's at {n} "
+                  "codebooks)"] for bits, n in ((60, 8), (150, 17), (350, 37))]
+    assert bound[0] >= bound[1] >= bound[2] >= 0, out  # more bits, no more error (a few frames: nearly none)
+    assert all(rows[f"the model, {n} codebooks"] > 1.0 for n in (8, 17, 37)), out
+
+
+def test_water_level_spends_the_bits_on_the_largest_variances():
+    # Variances 16, 4, 1 at 2 bits: theta = 2 gives 16 log2(8)/2 = 1.5 bits, 4 0.5 bits, 1 none (1 < theta).
+    assert water_level(torch.tensor([16.0, 4.0, 1.0]), 2.0) == pytest.approx(2.0, rel=1e-9)
+    # All coded: theta = geometric mean * 2^(-2 bits / n).
+    assert water_level(torch.tensor([8.0, 2.0]), 6.0) == pytest.approx(4.0 * 2.0 ** -6, rel=1e-9)
+
+
+def test_the_bounds_test_channel_leaves_the_water_fillings_error():
+    # Gaussian frames of variances 16, 4, 1 along a rotated basis, at 2 bits: errors 2, 2 and 1 (theta = 2).
+    generator = torch.Generator().manual_seed(1)
+    basis = torch.linalg.qr(torch.randn(3, 3, generator=generator))[0].T  # rows: orthonormal components
+    variances = torch.tensor([16.0, 4.0, 1.0])
+    frames = (torch.randn(40000, 3, generator=generator) * variances.sqrt()) @ basis + 5.0
+    coded = through_bound_channel(frames, torch.full((3,), 5.0), basis, variances, 2.0)
+    error = ((coded - frames) @ basis.T).square().mean(0)
+    torch.testing.assert_close(error, torch.tensor([2.0, 2.0, 1.0]), rtol=0.03, atol=0)
 
 
 def test_fit_scores_each_source_of_every_split(capsys, setup):
