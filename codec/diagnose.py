@@ -65,6 +65,7 @@ ENVELOPE_DEPTHS = (8, 17, 37)  # codebooks the envelope measurement decodes at
 PCA_CLIPS = 300  # training clips the principal components are fitted on (about 7,000 frames)
 SILENT = -7.0  # mean log band energy under which a frame is silence and left out
 HEAD_FIT_STEPS = 300  # Adam steps fitting the head's parameters to a clip: the fit's L1 has levelled off
+LATENT_FIT_STEP = 0.01  # the latent fit's Adam step, relative to the latent's RMS
 WIDE_HEAP_DB = 100.0  # phase: a heap over nearly every bin, against the decoder's narrower one
 WIDER_WINDOW = 1.5  # phase: the computed phase's ceiling with a synthesis window this much longer (same hop)
 LOUD_DB = 40.0  # hops within this of a clip's loudest are its loud hops (the rest: pauses, silence)
@@ -202,7 +203,10 @@ def _fit_latent(model, latent: torch.Tensor, f0: torch.Tensor, target: torch.Ten
     """The decoder's input fitted to one clip's log magnitudes, from the encoder's: what the decoder renders
     when its latent is the best one for the clip -> the head's parameters."""
     decoder, latent = model.decoder, latent.clone().requires_grad_()
-    _adam_fit([latent], lambda: decoder.head.render(*decoder.parameters_of(latent, f0), f0)[0], target, lr=0.02)
+    # Adam moves each value by about lr a step: a step in proportion to the latent's size (its entries are
+    # ~100 in trained weights) lets the fit move it by about half its RMS in all.
+    lr = LATENT_FIT_STEP * float(latent.detach().pow(2).mean().sqrt().clamp_min(1e-3))
+    _adam_fit([latent], lambda: decoder.head.render(*decoder.parameters_of(latent, f0), f0)[0], target, lr=lr)
     return decoder.parameters_of(latent.detach(), f0)
 
 
