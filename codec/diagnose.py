@@ -329,8 +329,9 @@ def _frame_envelopes(model, corpus: Corpus, clips, seconds: float, depths: tuple
         target = torch.log(model.target_magnitudes(ref)[0] @ fb + 1e-5).reshape(-1, width)
         keep = target.mean(1) > SILENT
         targets.append(target[keep])
-        for j, n in enumerate(depths):
-            mag = torch.exp(model.magnitudes(model.encode_prepared(ref, n))[0])
+        codes = model.encode_prepared(ref, max(depths)) if depths else None
+        for j, n in enumerate(depths):  # a depth's codes are the deepest codes' prefix
+            mag = torch.exp(model.magnitudes(codes[:, :n])[0])
             errors[j].append(torch.log(mag @ fb + 1e-5).reshape(-1, width)[keep] - target[keep])
     return torch.cat(targets), [torch.cat(e) for e in errors]
 
@@ -350,8 +351,8 @@ def water_level(variances: torch.Tensor, bits: float) -> float:
     return (lo * hi) ** 0.5
 
 
-def through_bound_channel(frames: torch.Tensor, mean: torch.Tensor, components: torch.Tensor, variances: torch.Tensor,
-                 bits: float) -> torch.Tensor:
+def through_bound_channel(frames: torch.Tensor, mean: torch.Tensor, components: torch.Tensor,
+                          variances: torch.Tensor, bits: float) -> torch.Tensor:
     """The frames through the rate-distortion bound's test channel at `bits`, in the principal components'
     coordinates: each coefficient c becomes g c + noise of variance g D, g = 1 - D / variance, D its share of
     the error (water_level); seeded, so the measurement repeats."""
