@@ -20,14 +20,17 @@ TINY_MODEL = dict(encoder_dims=[32, 48], encoder_depths=[1, 1], decoder_dims=[48
                   latent_dim=32, name="tiny-train")
 
 
-def make_corpus(root: Path, n_train: int = 3, n_valid: int = 2, seconds: float = 1.0) -> Path:
-    """A prepared corpus of speech-like clips (distinct pitches), in the format `codec data prepare` writes."""
+def make_corpus(root: Path, n_train: int = 3, n_valid: int = 2, seconds: float = 1.0,
+                train_sources: list[str] | None = None) -> Path:
+    """A prepared corpus of speech-like clips (distinct pitches), in the format `codec data prepare` writes;
+    the train clips' sources are `train_sources` (default: all "synth")."""
     root.mkdir(parents=True, exist_ok=True)
     chunks, records, offset = [], [], 0
+    train_sources = train_sources or ["synth"] * n_train
     for i in range(n_train + n_valid):
         x = (speech_like(seconds, f0=110 + 25 * i, seed=i) * 32767).astype(np.int16)
         split = "train" if i < n_train else "valid"
-        records.append({"path": f"s{i}.wav", "source": "synth" if split == "train" else "held",
+        records.append({"path": f"s{i}.wav", "source": train_sources[i] if split == "train" else "held",
                         "speaker": f"spk{i}", "offset": offset, "length": len(x), "split": split})
         chunks.append(x)
         offset += len(x)
@@ -67,6 +70,23 @@ def test_step_batches_are_a_function_of_seed_step_rank_and_shard_the_global_batc
     assert torch.equal(torch.cat(halves), a)  # 2 ranks together see exactly the 1-process batch
     with pytest.raises(ValueError, match="multiple"):
         StepBatches(corpus, 3840, 3, seed=5, world=2)
+
+
+def test_source_weights_scale_how_often_a_sources_clips_are_drawn(tmp_path):
+    mixed = make_corpus(tmp_path / "mixed", train_sources=["kept", "other", "other"])
+    # Equal clips: "other" holds 2 of 3 clips; weighted 3, it is drawn 6 times in 7.
+    weights = StepBatches(mixed, 3840, 4, seed=5, source_weights={"other": 3.0}).weights
+    assert weights[1:].sum() == pytest.approx(6 / 7)
+    # Weighted 0, a source is never drawn: the batches are those of a corpus holding the kept clip alone.
+    alone = make_corpus(tmp_path / "alone", n_train=1)
+    assert torch.equal(StepBatches(mixed, 3840, 4, seed=5, source_weights={"other": 0.0})[7],
+                       StepBatches(alone, 3840, 4, seed=5)[7])
+    with pytest.raises(ValueError, match="'queen', which has no clip there; the sources are kept, other"):
+        StepBatches(mixed, 3840, 4, seed=5, source_weights={"queen": 0.5})
+    with pytest.raises(ValueError, match="must be >= 0"):
+        StepBatches(mixed, 3840, 4, seed=5, source_weights={"kept": -1})
+    with pytest.raises(ValueError, match="no train clip to draw"):
+        StepBatches(mixed, 3840, 4, seed=5, source_weights={"kept": 0, "other": 0})
 
 
 def test_tiny_model_overfits_a_few_clips(tmp_path, corpus):

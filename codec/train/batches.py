@@ -47,6 +47,19 @@ def augment_crop(x: np.ndarray, rng: np.random.Generator, loudness_db: float, au
     return x.astype(np.float32)
 
 
+def source_factors(sources: list[str], weights: dict[str, float], where: str) -> np.ndarray:
+    """Each clip's sampling factor: its source's entry in `weights`, 1 for a source not named there. A name
+    the clips do not have is an error (a typo would otherwise change nothing), as is a negative weight."""
+    known = set(sources)
+    for name, value in weights.items():
+        if name not in known:
+            raise ValueError(f"{where}: data.source_weights names {name!r}, which has no clip there; "
+                             f"the sources are {', '.join(sorted(known))}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"{where}: data.source_weights[{name!r}] is {value!r}; it must be >= 0")
+    return np.array([float(weights.get(s, 1.0)) for s in sources])
+
+
 class StepBatches(torch.utils.data.Dataset):
     """Map-style: item `step` is this rank's share of the global batch of training step `step`.
 
@@ -58,7 +71,8 @@ class StepBatches(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, crop: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 loudness_db: float = -23.0, augment: Augment | None = None, split: str = "train"):
+                 loudness_db: float = -23.0, augment: Augment | None = None, split: str = "train",
+                 source_weights: dict[str, float] | None = None):
         if batch_size % world:
             raise ValueError(f"batch_size {batch_size} is not a multiple of the {world} processes")
         self.root, self.crop, self.batch_size, self.seed = str(root), crop, batch_size, seed
@@ -68,7 +82,11 @@ class StepBatches(torch.utils.data.Dataset):
         if len(corpus) == 0:
             raise ValueError(f"{root}: no {split} clips in {MANIFEST_FILE}")
         lengths = np.array([min(c["length"], crop) for c in corpus.clips], dtype=np.float64)
-        self.weights = lengths / lengths.sum()  # pick clips in proportion to the audio they can give
+        # Clips are picked in proportion to the audio they can give, times their source's weight.
+        lengths *= source_factors([c["source"] for c in corpus.clips], source_weights or {}, f"{root} ({split})")
+        if lengths.sum() <= 0:
+            raise ValueError(f"{root}: data.source_weights leave no {split} clip to draw")
+        self.weights = lengths / lengths.sum()
         self.sample_rate = corpus.sample_rate
         self._corpus: Corpus | None = None  # opened in each worker: a memory map does not pickle cheaply
 

@@ -116,7 +116,8 @@ def _record(values: dict, step: int, t, speed: float, model: Codec, reseeded: in
 def _loader(recipe: Recipe, crop: int, step: int, end: int, rank: int, world: int) -> torch.utils.data.DataLoader:
     """This rank's batches of steps [step, end)."""
     t, d = recipe.train, recipe.data
-    batches = StepBatches(d.corpus, crop, t.batch_size, t.seed, rank, world, d.loudness_db, d.augment)
+    batches = StepBatches(d.corpus, crop, t.batch_size, t.seed, rank, world, d.loudness_db, d.augment,
+                          source_weights=d.source_weights)
     return torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(step, end), num_workers=d.workers,
                                        prefetch_factor=2 if d.workers else None)
 

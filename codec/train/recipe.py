@@ -30,6 +30,8 @@ class DataRecipe:
     valid_clips: int = 32  # held-out clips validated at every validation
     workers: int = 0  # data-loading processes (0: in the training process)
     loudness_db: float = -23.0  # the level crops are normalized to (before the random gain)
+    # Sampling weight per source (absent: 1): clips are drawn in proportion to their audio times this.
+    source_weights: dict[str, float] = field(default_factory=dict)
     augment: Augment = field(default_factory=Augment)
 
 
