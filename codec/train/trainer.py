@@ -84,12 +84,14 @@ class Trainer:
         critic = self._critic(log_mag.float(), target, step) if self.disc is not None else {}
         if "adversarial" in critic:
             terms = {**terms, "adversarial": critic["adversarial"], "features": critic["features"]}
-        loss = t.adversarial_weight * terms.get("adversarial", 0.0) + t.feature_weight * terms.get("features", 0.0) \
-            + t.mel_weight * terms["mel"] + t.log_weight * terms["log"] \
-            + t.convergence_weight * terms["convergence"] + t.envelope_weight * terms["envelope"] \
-            + t.loudness_weight * terms["loudness"] + t.low_weight * terms["low"] \
-            + t.commitment_weight * q.commitment_loss \
-            + t.codebook_weight * q.codebook_loss + t.residual_weight * q.residual_loss
+        weighted = [(t.adversarial_weight, terms.get("adversarial")), (t.feature_weight, terms.get("features")),
+                    (t.mel_weight, terms["mel"]), (t.log_weight, terms["log"]),
+                    (t.convergence_weight, terms["convergence"]), (t.envelope_weight, terms["envelope"]),
+                    (t.loudness_weight, terms["loudness"]), (t.low_weight, terms["low"]),
+                    (t.commitment_weight, q.commitment_loss), (t.codebook_weight, q.codebook_loss),
+                    (t.residual_weight, q.residual_loss)]
+        # A term at weight 0 is logged but left out of the sum, so the backward pass does not run through it.
+        loss = sum(weight * term for weight, term in weighted if weight and term is not None)
         out = dict(terms)
         if reseeded is not None:
             out["reseeded"] = reseeded
