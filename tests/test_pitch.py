@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from codec.nn.networks import SourceFilterHead
-from codec.nn.pitch import PitchCoder, analysis_centres, causal_yin, fit_shapes
+from codec.nn.pitch import PitchCoder, analysis_centres, causal_yin, difference_function, fit_shapes
 
 from conftest import speech_like
 
@@ -28,6 +28,14 @@ def test_causal_yin_follows_a_gliding_pitch(f0):
     assert voiced[0, 4:].float().mean() > 0.95  # the first hops look back into the silence before the start
     err = np.abs(est[0].numpy() - glide(f0, t))[voiced[0].numpy()]
     assert np.median(err) < 0.005 * f0 and err.max() < 0.02 * f0
+
+
+def test_difference_function_is_its_defining_sum():
+    window, tau_max = 480, 241  # causal_yin's at 12 kHz: frames of 721 samples, an FFT of 729
+    frames = torch.randn(3, window + tau_max, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    direct = torch.stack([(frames[:, :window] - frames[:, tau:tau + window]).square().sum(dim=-1)
+                          for tau in range(tau_max)], dim=-1)
+    torch.testing.assert_close(difference_function(frames, window, tau_max), direct, rtol=1e-9, atol=1e-9)
 
 
 def test_causal_yin_never_looks_past_the_frame():

@@ -81,3 +81,13 @@ def test_without_decoder_grad_the_stages_learn_only_from_their_own_losses():
             assert all(g is not None and g.abs().sum() > 0 for g in stage_grads)
         else:
             assert all(g is None or g.abs().sum() == 0 for g in stage_grads)
+
+
+def test_the_training_path_picks_the_codes_encoding_picks_even_under_bf16_autocast():
+    """bf16 scores cannot tell apart a deep stage's nearest entries: the training path scores in float32."""
+    gen = torch.Generator().manual_seed(1)
+    vq = ResidualVQ(DIM, n_codebooks=16, codebook_size=256, codebook_dim=8).eval()
+    x = _signal(gen, torch.randn(RANK, DIM, generator=gen) / RANK ** 0.5) * 100  # latents are large
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        trained = vq(x).codes
+    assert torch.equal(trained, vq.encode(x))

@@ -12,23 +12,31 @@ import math
 
 import torch
 import torch.nn.functional as F
+from scipy.fft import next_fast_len
 from torch import nn
 
 F0_MIN, F0_MAX = 50.0, 500.0  # Hz: the coded range, and YIN's search range
+
+
+def difference_function(frames: torch.Tensor, window: int, tau_max: int) -> torch.Tensor:
+    """YIN's d(tau) = sum_{j < window} (x_j - x_{j+tau})^2 for tau < tau_max: frames (..., span), span >=
+    window + tau_max - 1 -> (..., tau_max). Energies by cumulative sums, the cross term by FFT: the lags
+    reach index window + tau_max - 2 < span at most, so a circular correlation of length `span` (rounded up
+    to a fast FFT size) has no wrap-around in them."""
+    size = next_fast_len(frames.shape[-1], real=True)
+    cross = torch.fft.irfft(torch.fft.rfft(frames, n=size) * torch.fft.rfft(frames[..., :window], n=size).conj(),
+                            n=size)[..., :tau_max]
+    sq = F.pad(frames.square().cumsum(dim=-1), (1, 0))
+    taus = torch.arange(tau_max, device=frames.device)
+    return (sq[..., window:window + 1] + sq[..., taus + window] - sq[..., taus] - 2 * cross).clamp_min(0.0)
 
 
 def _yin_core(frames: torch.Tensor, window: int, tau_min: int, tau_max: int, threshold: float
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """frames (..., window + tau_max), lags running forward from the window -> (lag in samples, dip depth)."""
     frames = frames - frames[..., :window].mean(dim=-1, keepdim=True)
-    span = frames.shape[-1]
-    # d(tau) = sum_j (x_j - x_{j+tau})^2 over the window: energies by cumulative sums, the cross term by FFT.
-    size = 1 << (span + window - 1).bit_length()
-    cross = torch.fft.irfft(torch.fft.rfft(frames, n=size) * torch.fft.rfft(frames[..., :window], n=size).conj(),
-                            n=size)[..., :tau_max]
-    sq = F.pad(frames.square().cumsum(dim=-1), (1, 0))
+    diff = difference_function(frames, window, tau_max)
     taus = torch.arange(tau_max, device=frames.device)
-    diff = (sq[..., window:window + 1] + sq[..., taus + window] - sq[..., taus] - 2 * cross).clamp_min(0.0)
     # Cumulative mean normalization: d'(tau) = d(tau) tau / sum_{j<=tau} d(j), d'(0) = 1.
     norm = torch.ones_like(diff)
     norm[..., 1:] = diff[..., 1:] * taus[1:] / diff[..., 1:].cumsum(dim=-1).clamp_min(1e-9)

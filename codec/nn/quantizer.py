@@ -106,7 +106,14 @@ class ResidualVQ(nn.Module):
     def forward(self, latent: torch.Tensor, n_codebooks: int | None = None) -> QuantizerOutput:
         """Training path. In training mode, with probability `dropout_prob` an item keeps only a random
         prefix of the stages (quantizer dropout), so any prefix decodes; `n_codebooks` fixes the depth for
-        every item instead (also in training mode). How each part learns: the class docstring."""
+        every item instead (also in training mode). How each part learns: the class docstring.
+
+        Always in float32, even under autocast: bf16 scores (8 significant bits) cannot tell apart the nearest
+        entries of a deep stage, which encoding in float32 picks, and its argmax is slower."""
+        with torch.autocast(latent.device.type, enabled=False):
+            return self._forward(latent, n_codebooks)
+
+    def _forward(self, latent: torch.Tensor, n_codebooks: int | None) -> QuantizerOutput:
         batch, dim, frames = latent.shape
         x = latent.transpose(1, 2).float()  # (B, F, D)
         n = self._check_depth(n_codebooks)
