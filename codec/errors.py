@@ -14,6 +14,11 @@ class UsageError(CodecError):
     exit_code = 2
 
 
+class RecipeError(UsageError, ValueError):
+    """A training recipe cannot be run as written: an unreadable file, an unknown key, no corpus, a batch that
+    does not split over the processes, a source weight its corpus has no source for."""
+
+
 class InputError(CodecError):
     """An input file is missing, unreadable, empty, not audio, or holds unusable samples."""
 

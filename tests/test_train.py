@@ -85,8 +85,24 @@ def test_source_weights_scale_how_often_a_sources_clips_are_drawn(tmp_path):
         StepBatches(mixed, 3840, 4, seed=5, source_weights={"queen": 0.5})
     with pytest.raises(ValueError, match="must be >= 0"):
         StepBatches(mixed, 3840, 4, seed=5, source_weights={"kept": -1})
-    with pytest.raises(ValueError, match="no train clip to draw"):
+    with pytest.raises(ValueError, match="leave no clip to draw"):
         StepBatches(mixed, 3840, 4, seed=5, source_weights={"kept": 0, "other": 0})
+
+
+def test_codec_train_names_a_recipe_problem_in_one_line_exits_2_and_writes_nothing(tmp_path, corpus, capsys):
+    from codec.cli import main
+
+    misspelt, unparsable = tmp_path / "misspelt.yaml", tmp_path / "unparsable.yaml"
+    misspelt.write_text(yaml.safe_dump({"data": {"corpus": str(corpus), "source_weights": {"synthh": 0.5}}}))
+    unparsable.write_text("data: [1\n")
+    expected = {misspelt: f"{corpus} (train): data.source_weights names 'synthh', which has no clip there; "
+                          "the sources are synth",
+                unparsable: f"{unparsable}: not YAML: expected ',' or ']', but got '<stream end>' (line 2, column 1)",
+                tmp_path / "absent.yaml": f"{tmp_path / 'absent.yaml'}: cannot read it (No such file or directory)"}
+    for recipe, message in expected.items():
+        assert main(["train", "--config", str(recipe), "--out", str(tmp_path / "run")]) == 2
+        assert capsys.readouterr().err.splitlines() == [f"codec: error: {message}"]
+        assert not (tmp_path / "run").exists()
 
 
 def test_tiny_model_overfits_a_few_clips(tmp_path, corpus):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import RecipeError
 from ..io.corpus import MANIFEST_FILE, Corpus
 from .recipe import Augment
 
@@ -49,15 +50,19 @@ def augment_crop(x: np.ndarray, rng: np.random.Generator, loudness_db: float, au
 
 def source_factors(sources: list[str], weights: dict[str, float], where: str) -> np.ndarray:
     """Each clip's sampling factor: its source's entry in `weights`, 1 for a source not named there. A name
-    the clips do not have is an error (a typo would otherwise change nothing), as is a negative weight."""
+    the clips do not have is an error (a typo would otherwise change nothing), as are a negative weight and
+    weights that leave no clip."""
     known = set(sources)
     for name, value in weights.items():
         if name not in known:
-            raise ValueError(f"{where}: data.source_weights names {name!r}, which has no clip there; "
+            raise RecipeError(f"{where}: data.source_weights names {name!r}, which has no clip there; "
                              f"the sources are {', '.join(sorted(known))}")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"{where}: data.source_weights[{name!r}] is {value!r}; it must be >= 0")
-    return np.array([float(weights.get(s, 1.0)) for s in sources])
+            raise RecipeError(f"{where}: data.source_weights[{name!r}] is {value!r}; it must be >= 0")
+    factors = np.array([float(weights.get(s, 1.0)) for s in sources])
+    if not factors.any():
+        raise RecipeError(f"{where}: data.source_weights leave no clip to draw")
+    return factors
 
 
 class StepBatches(torch.utils.data.Dataset):
@@ -74,7 +79,7 @@ class StepBatches(torch.utils.data.Dataset):
                  loudness_db: float = -23.0, augment: Augment | None = None, split: str = "train",
                  source_weights: dict[str, float] | None = None):
         if batch_size % world:
-            raise ValueError(f"batch_size {batch_size} is not a multiple of the {world} processes")
+            raise RecipeError(f"batch_size {batch_size} is not a multiple of the {world} processes")
         self.root, self.crop, self.batch_size, self.seed = str(root), crop, batch_size, seed
         self.rank, self.world, self.split = rank, world, split
         self.loudness_db, self.augment = loudness_db, augment or Augment()
@@ -84,8 +89,6 @@ class StepBatches(torch.utils.data.Dataset):
         lengths = np.array([min(c["length"], crop) for c in corpus.clips], dtype=np.float64)
         # Clips are picked in proportion to the audio they can give, times their source's weight.
         lengths *= source_factors([c["source"] for c in corpus.clips], source_weights or {}, f"{root} ({split})")
-        if lengths.sum() <= 0:
-            raise ValueError(f"{root}: data.source_weights leave no {split} clip to draw")
         self.weights = lengths / lengths.sum()
         self.sample_rate = corpus.sample_rate
         self._corpus: Corpus | None = None  # opened in each worker: a memory map does not pickle cheaply

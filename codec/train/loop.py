@@ -18,10 +18,12 @@ import torch
 
 from .. import distributed
 from ..checkpoint import save_pretrained
+from ..errors import RecipeError
 from ..io.atomic import atomic_path
+from ..io.corpus import Corpus, is_corpus
 from ..model import Codec
 from ..progress import progress_bar
-from .batches import StepBatches, valid_crops
+from .batches import StepBatches, source_factors, valid_crops
 from .pitch_shapes import fit_pitch_shapes
 from .recipe import Recipe, load_recipe, recipe_name
 from .state import METRICS_FILE, load_state, read_metrics, save_state, start_from, write_recipe
@@ -138,7 +140,12 @@ def train(recipe: Recipe, out: str | Path, max_steps: int | None = None, log=pri
     """
     out, t, d = Path(out), recipe.train, recipe.data
     if d.corpus is None:
-        raise ValueError("recipe data.corpus is not set: a folder written by `codec data prepare`")
+        raise RecipeError("recipe data.corpus is not set: a folder written by `codec data prepare`")
+    if not is_corpus(d.corpus):
+        raise RecipeError(f"recipe data.corpus {d.corpus}: not a folder written by `codec data prepare` (a relative "
+                          "path is from the folder training runs in)")
+    # Before anything is written: a misspelt source weight fails here, not after the model is built.
+    source_factors([c["source"] for c in Corpus(d.corpus, "train").clips], d.source_weights, f"{d.corpus} (train)")
     rank, world, device = distributed.start(t.device)
     main_rank = rank == 0
     if main_rank:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from ..errors import RecipeError
+
 
 @dataclass
 class Augment:
@@ -108,11 +110,11 @@ class Recipe:
 
 def _build(cls, data: dict):
     if not isinstance(data, dict):
-        raise ValueError(f"expected a mapping of {cls.__name__} keys, got {data!r}")
+        raise RecipeError(f"expected a mapping of {cls.__name__} keys, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"unknown recipe key {unknown[0]!r}; known: {', '.join(fields)}")
+        raise RecipeError(f"unknown recipe key {unknown[0]!r}; known: {', '.join(fields)}")
     values = {}
     for name, value in data.items():
         default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING \
@@ -132,5 +134,11 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     try:
         return Recipe.from_dict(yaml.safe_load(path.read_text()))
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot read it ({err.strerror or err})") from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise RecipeError(f"{path}: not YAML: {err.problem}{where}") from None
+    except (ValueError, TypeError, yaml.YAMLError) as err:
+        raise RecipeError(f"{path}: {err}") from None
