@@ -116,15 +116,18 @@ def stream_rows(model, seconds: float = 10.0, repeats: int = 3, precisions=("fp3
 
 
 def train_rows(steps: int = 3, batch: int = 16, crop_frames: int = 16, precisions=("fp32", "bf16"),
-               model: dict | None = None) -> list[dict]:
+               model: dict | None = None, train: dict | None = None) -> list[dict]:
     """Training throughput of the default model on random audio (no data loading): one real
     `codec.train.Trainer` step (pitch estimate, magnitude and VQ losses, backward, clipping, AdamW) per
-    call, in fp32 and bf16."""
+    call, in fp32 and bf16. `train`: a recipe's train section (its loss weights, quantizer dropout, ...);
+    where it starts from and its precision do not apply."""
     from .train import Recipe, Trainer
 
+    base = {k: v for k, v in (train or {}).items() if k not in ("init", "reinit", "bf16", "device", "batch_size")}
     rows = []
     for precision in precisions:
-        recipe = Recipe.from_dict({"model": model or {}, "train": {"batch_size": batch, "bf16": precision == "bf16"}})
+        recipe = Recipe.from_dict({"model": model or {},
+                                   "train": {**base, "batch_size": batch, "bf16": precision == "bf16"}})
         torch.manual_seed(0)
         trainer = Trainer(recipe, torch.device("cpu"))
         wav = torch.randn(batch, 1, crop_frames * trainer.model.frame_size) * 0.1
@@ -152,6 +155,9 @@ def add_arguments(p) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--audio", default=None, metavar="FILE",
                    help="model, stream: time on this recording, repeated to --seconds (default: white noise)")
+    p.add_argument("--recipe", default=None, metavar="YAML",
+                   help="train: time a step of this training recipe (its model, losses, batch and crop) "
+                        "instead of the default recipe's on the --model architecture")
     p.add_argument("--threads", type=int, default=None,
                    help=f"torch intra-op threads (default: {STREAM_THREADS} for stream, which codes one 80 ms frame "
                         "per call, as codec decode -o - does; torch's default otherwise)")
@@ -175,7 +181,16 @@ def _run(args) -> int:
 
     if args.what == "train":  # the architecture of the shipped (or --model) checkpoint, trained afresh
         arch = {k: v for k, v in load(args.model).config.to_dict().items() if k not in ("training", "name")}
-        print(format_rows(train_rows(steps=max(1, args.repeats), model=arch)))
+        if args.recipe is None:
+            print(format_rows(train_rows(steps=max(1, args.repeats), model=arch)))
+            return 0
+        from .train.recipe import load_recipe
+
+        recipe = load_recipe(args.recipe)
+        print(f"recipe: {args.recipe} (its model, losses and batch; random audio, fresh weights)")
+        print(format_rows(train_rows(steps=max(1, args.repeats), batch=recipe.train.batch_size,
+                                     crop_frames=recipe.data.crop_frames, model={**arch, **recipe.model},
+                                     train=recipe.to_dict()["train"])))
         return 0
 
     model = load(args.model)

@@ -1,4 +1,4 @@
-"""`codec bench model|stream --audio`: timing on a recording instead of noise."""
+"""`codec bench`: model|stream --audio time a recording instead of noise; train --recipe times a recipe's step."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,3 +32,21 @@ def test_bench_stream_on_a_file_and_a_bad_file_named(tiny_model, tmp_path, capsy
     (tmp_path / "empty.wav").write_bytes(b"")
     assert main([*args, "--audio", str(tmp_path / "empty.wav")]) == 3
     assert "empty.wav" in capsys.readouterr().err
+
+
+def test_bench_train_times_a_recipes_step_and_names_a_bad_recipe(tmp_path, capsys):
+    """--recipe: the step of that recipe (its model, batch and crop), not the default recipe's; a recipe
+    that cannot be read is one line and exit 2, as for `codec train`."""
+    import yaml
+
+    from test_train import TINY_MODEL
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"model": TINY_MODEL, "data": {"crop_frames": 2},
+                                      "train": {"batch_size": 3, "envelope_weight": 5.0, "init": "default"}}))
+    assert main(["bench", "train", "--recipe", str(recipe), "--repeats", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"recipe: {recipe}" in out
+    assert out.count("train step, batch 3 x 0.16 s") == 2 and "| fp32 |" in out and "| bf16 |" in out
+    assert main(["bench", "train", "--recipe", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err

@@ -242,7 +242,9 @@ def test_the_merged_queue_integrates_a_hop_as_one_heap_does():
         last_phase, omega_prev, omega, dphi = (rng.uniform(-3, 3, bins) for _ in range(4))
         audible = np.quantile(cur, rng.uniform(0, 0.8))
         out = np.empty(bins)
-        _integrate_hop(cur, before, np.argsort(-before), last_phase, out, omega_prev, omega, dphi,
+        order = np.argsort(-before)
+        order = order[before[order] > audible]  # the previous hop's bins above the floor, loudest first
+        _integrate_hop(cur, before, order, last_phase, out, omega_prev, omega, dphi,
                        np.zeros(bins, dtype=np.bool_), np.empty(bins), np.empty(bins, dtype=np.int64), audible)
         expected = integrate_hop_with_one_heap(cur, before, last_phase, omega_prev, omega, dphi, audible)
         np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)

@@ -1,8 +1,11 @@
 """Pitch as coded: the causal estimator, the two code slots, the harmonic comb built from it."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from codec.nn.comb import comb, comb_reference
 from codec.nn.networks import SourceFilterHead
 from codec.nn.pitch import PitchCoder, analysis_centres, causal_yin, difference_function, fit_shapes
 
@@ -127,6 +130,23 @@ def test_comb_peaks_at_the_harmonics_and_is_silent_when_unvoiced():
     assert float(comb[0, 4]) == pytest.approx(1.0, abs=1e-5) and float(comb[0, 6]) < 0.1  # 200 Hz vs 300 Hz
     assert not (bins[peaks] > 0.95 * 12000).any()  # no harmonic above 0.95 x Nyquist
     assert (comb[1] == 0).all()
+
+
+def test_the_compiled_comb_is_the_reference_comb():
+    """The CPU loop rewrites the lobes' sines (one per harmonic, not per bin): it must give the defining
+    formula's values, at the two synthesis windows, for voices from 50 to 600 Hz, pauses, and harmonics that
+    fall exactly on a bin (where the formula is 0/0, at that bin and the next on either side)."""
+    gen = torch.Generator().manual_seed(0)
+    f0 = torch.exp(torch.empty(6, 200).uniform_(math.log(50.0), math.log(600.0), generator=gen))
+    f0[torch.rand(6, 200, generator=gen) < 0.3] = 0.0
+    f0[0, :6] = torch.tensor([100.0, 120.0, 200.0, 250.0, 75.0, 50.0])
+    for n_fft in (480, 720):
+        reference, fast = comb_reference(f0.double(), n_fft, 24000), comb(f0, n_fft, 24000)
+        assert fast.dtype == torch.float32 and fast.shape == reference.shape == (6, 200, n_fft // 2 + 1)
+        assert (fast[f0 == 0] == 0).all()
+        torch.testing.assert_close(fast.double(), reference, atol=1e-6, rtol=0)
+        # in float32 the reference's bin offsets round to 1e-5 bins, where a lobe is steep
+        torch.testing.assert_close(fast, comb_reference(f0, n_fft, 24000), atol=3e-4, rtol=0)
 
 
 def test_a_frame_decodes_to_the_same_bits_alone_as_among_many():

@@ -157,3 +157,33 @@ def test_a_run_fits_missing_pitch_shapes_on_its_training_clips_and_keeps_given_o
     train(recipe.replace(train={"init": str(tmp_path / "run" / "checkpoint")}), tmp_path / "again", log=lines.append)
     assert not any("fitted the pitch" in line for line in lines)
     assert torch.equal(load(tmp_path / "again" / "checkpoint").pitch.shapes, fitted.shapes)
+
+
+def test_a_state_saved_by_a_foreach_adamw_resumes_fused_with_the_same_steps():
+    """The trainer's AdamW is fused; checkpoints written by the multi-tensor one must load into it, keep it
+    fused (the saved groups name the other implementation), and step as that one would from there."""
+    from codec.train.state import _load_opt, _opt_tensors
+
+    gen = torch.Generator().manual_seed(0)
+    start = [torch.randn(300, generator=gen), torch.randn(7, 5, generator=gen)]
+    grads = [[torch.randn(p.shape, generator=gen) for p in start] for _ in range(4)]
+
+    def stepped(opt, params, rounds):
+        for g in rounds:
+            for p, gp in zip(params, g):
+                p.grad = gp.clone()
+            opt.step()
+
+    saved = [p.clone().requires_grad_() for p in start]
+    foreach = torch.optim.AdamW(saved, lr=1e-2, betas=(0.8, 0.99), foreach=True)
+    stepped(foreach, saved, grads[:2])
+    tensors, groups = _opt_tensors(foreach)
+    tensors = {k: v.clone() for k, v in tensors.items()}  # as read back from the file: not the live moments
+    resumed = [p.detach().clone().requires_grad_() for p in saved]
+    fused = torch.optim.AdamW(resumed, lr=1e-2, betas=(0.8, 0.99), fused=True)
+    _load_opt(fused, tensors, groups)
+    assert fused.param_groups[0]["fused"] is True and not groups[0]["fused"]
+    stepped(foreach, saved, grads[2:])
+    stepped(fused, resumed, grads[2:])
+    for a, b in zip(saved, resumed):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from .. import kernels
-from .phase import FLOOR_DB, FLOOR_LOG, HARMONIC_LIMIT, PhaseState, harmonic_phases, refine, rtpghi
+from .comb import comb as harmonic_comb
+from .phase import FLOOR_DB, FLOOR_LOG, PhaseState, harmonic_phases, refine, rtpghi
 from .stream_state import CausalConv1d, Streamable
 
 
@@ -130,13 +131,6 @@ def interpolation_matrix(points: torch.Tensor, freqs: torch.Tensor) -> torch.Ten
     return matrix
 
 
-def hann_lobe(x: torch.Tensor) -> torch.Tensor:
-    """The hann window's spectrum at x bins from its centre, 1 at 0: sinc(x) / (1 - x^2)."""
-    near_one = (x.abs() - 1.0).abs() < 1e-4
-    safe = torch.where(near_one, torch.full_like(x, 0.5), x)
-    return torch.where(near_one, torch.full_like(x, 0.5), torch.sinc(safe) / (1.0 - safe.square()))
-
-
 class SourceFilterHead(nn.Module):
     """Log STFT magnitudes as a source-filter product: x (B, C, H), f0 (B, H * sub) Hz -> (B, H * sub, bins),
     `sub` synthesis hops from each step of x.
@@ -148,15 +142,12 @@ class SourceFilterHead(nn.Module):
     harmonic positions averages them into a smooth envelope, which no phase can make sound voiced.
     """
 
-    LOBES = 1  # harmonics on each side of the nearest that reach a bin: past them only sidelobes (-31 dB)
-
     def __init__(self, dim: int, sub: int, n_fft: int, sample_rate: int, envelope_points: int, voicing_bands: int):
         super().__init__()
         self.n_fft, self.sample_rate, self.sub = n_fft, sample_rate, sub
         self.envelope_points = envelope_points
         self.proj = nn.Linear(dim, sub * (envelope_points + voicing_bands))
         freqs = torch.arange(n_fft // 2 + 1) * sample_rate / n_fft
-        self.register_buffer("freqs", freqs, persistent=False)
         nyquist = sample_rate / 2
         self.register_buffer("envelope_points_hz", mel_points(envelope_points, nyquist), persistent=False)
         self.register_buffer("envelope_basis", interpolation_matrix(self.envelope_points_hz, freqs), persistent=False)
@@ -165,19 +156,9 @@ class SourceFilterHead(nn.Module):
 
     @torch.no_grad()
     def comb(self, f0: torch.Tensor) -> torch.Tensor:
-        """f0 (B, H) Hz, 0 = unvoiced -> (B, H, bins): the power sum of the nearest harmonics' lobes, rooted;
-        0 in unvoiced hops (computed for the voiced hops only: pauses cost nothing)."""
-        comb = f0.new_zeros(*f0.shape, len(self.freqs))
-        voiced = f0 > 0
-        if voiced.any():
-            bin_hz = self.sample_rate / self.n_fft
-            f = f0[voiced][:, None, None]  # (V, 1, 1)
-            nearest = torch.round(self.freqs[:, None] / f)  # (V, K, 1)
-            numbers = nearest + torch.arange(-self.LOBES, self.LOBES + 1, device=f0.device)  # (V, K, 2L + 1)
-            audible = (numbers >= 1) & (numbers * f < HARMONIC_LIMIT * self.sample_rate / 2)
-            lobe = hann_lobe((self.freqs[:, None] - numbers * f) / bin_hz) * audible
-            comb[voiced] = lobe.square().sum(dim=-1).sqrt()
-        return comb
+        """f0 (B, H) Hz, 0 = unvoiced -> (B, H, bins): the window's main lobe at the nearest harmonics
+        (codec.nn.comb)."""
+        return harmonic_comb(f0, self.n_fft, self.sample_rate).to(f0.device)
 
     def parameters_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H) -> per synthesis hop, the envelope's log values at its mel points (B, H * sub, P) and

@@ -129,22 +129,30 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
     dphi = np.empty(bins)
     keys = np.empty(bins)  # the heap of this hop's bins, by log magnitude
     items = np.empty(bins, dtype=np.int64)
-    order = np.argsort(-prev_log)  # the previous hop's bins, loudest first
+    loud = np.empty(bins, dtype=np.int64)
     for n in range(hops):
         cur = log_mag[n]
         before = prev_log if n == 0 else log_mag[n - 1]
         last_of_block = (n + 1) % block == 0  # the next hop is not made yet: a backward difference
         last_phase = prev_phase if n == 0 else phase[n - 1]
+        audible = cur.max() - floor
+        # The previous hop's bins above this hop's floor, loudest first: sorting only these, not every bin,
+        # was half the phase work.
+        count = 0
+        for k in range(bins):
+            if before[k] > audible:
+                loud[count] = k
+                count += 1
+        order = loud[:count][np.argsort(-before[loud[:count]])]
         _peak_frequencies(cur, peaks)
         for k in range(bins):
             omega[k] = 2 * np.pi * hop * peaks[k] / n_fft
             dphi[k] = f_coef * (cur[k] - before[k] if last_of_block else 0.5 * (log_mag[n + 1, k] - before[k]))
         _integrate_hop(cur, before, order, last_phase, phase[n], omega_prev, omega, dphi, done, keys, items,
-                       cur.max() - floor)
+                       audible)
         for k in range(bins):
             phase[n, k] = np.remainder(phase[n, k], 2 * np.pi)  # keeps the running sum's digits over hours
             omega_prev[k] = omega[k]
-        order = np.argsort(-cur)
     return phase
 
 
@@ -154,8 +162,9 @@ def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_
                    items: np.ndarray, audible: float) -> None:
     """One hop's phases into `out` (K,): from the previous hop along time (omega_prev, omega: phase
     advance per hop) and along frequency (dphi: phase step per bin), loudest first; bins at or under
-    `audible` follow their own frequency. The previous hop's bins come in `order` (loudest first), merged
-    with a heap of this hop's bins as they are reached: one priority queue over both, as in RTPGHI."""
+    `audible` follow their own frequency. The previous hop's bins above it come in `order` (loudest
+    first), merged with a heap of this hop's bins as they are reached: one priority queue over both, as in
+    RTPGHI."""
     bins = cur.shape[0]
     size, left = 0, 0
     for k in range(bins):
@@ -165,9 +174,7 @@ def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_
         else:  # too quiet to matter: follow the bin's own frequency
             out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
             done[k] = True
-    loud_before = 0  # the previous hop's bins above `audible`: order[:loud_before]
-    while loud_before < bins and before[order[loud_before]] > audible:
-        loud_before += 1
+    loud_before = order.shape[0]  # the previous hop's bins above `audible`, loudest first
     i = 0
     while left > 0:
         if size == 0 and i == loud_before:

@@ -57,12 +57,14 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: dict, groups: list, prefix: s
         head, idx, k = key.split(".", 2)
         if head == prefix:
             state.setdefault(int(idx), {})[k] = v
+    # The implementation (fused or foreach) is this optimizer's, not the one the state was saved from.
+    own = [{k: group[k] for k in ("foreach", "fused") if k in group} for group in opt.param_groups]
     try:
         opt.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError) as err:
         raise ValueError(f"optimizer state does not fit the model: {err}") from None
-    for group in opt.param_groups:
-        group.update(hyper)
+    for group, implementation in zip(opt.param_groups, own):
+        group.update(implementation, **hyper)
 
 
 def save_tensors(path: Path, tensors: dict) -> None:
