@@ -10,7 +10,6 @@ the comb's upper limit may fall either side of it.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 

@@ -158,7 +158,7 @@ class SourceFilterHead(nn.Module):
     def comb(self, f0: torch.Tensor) -> torch.Tensor:
         """f0 (B, H) Hz, 0 = unvoiced -> (B, H, bins): the window's main lobe at the nearest harmonics
         (codec.nn.comb)."""
-        return harmonic_comb(f0, self.n_fft, self.sample_rate).to(f0.device)
+        return harmonic_comb(f0, self.n_fft, self.sample_rate)
 
     def parameters_of(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H) -> per synthesis hop, the envelope's log values at its mel points (B, H * sub, P) and

@@ -47,8 +47,9 @@ class Trainer:
             float(t.quantizer_dropout), int(t.reseed_every), float(t.reseed_threshold), float(t.codebook_rate)
         vq.decoder_grad = bool(t.quantizer_decoder_grad)
         # fused: one pass over each tensor instead of a dozen (the step took 2x as long on the CPU)
+        fused = device.type in ("cpu", "cuda")
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=t.lr, betas=tuple(t.betas),
-                                     weight_decay=t.weight_decay, fused=device.type in ("cpu", "cuda"))
+                                     weight_decay=t.weight_decay, fused=fused)
         self.mel = MultiScaleMelLoss(cfg.sample_rate).to(device)  # validation, on decoded audio
         self.magnitude = MagnitudeLoss(cfg.synthesis_fft, cfg.sample_rate).to(device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if t.ema_decay else None
@@ -56,7 +57,7 @@ class Trainer:
         if t.adversarial_weight or t.feature_weight:
             self.disc = SpectrogramDiscriminator(cfg.synthesis_fft, cfg.sample_rate).to(device)
             self.disc_opt = torch.optim.AdamW(self.disc.parameters(), lr=t.lr, betas=tuple(t.betas),
-                                              weight_decay=t.weight_decay, fused=device.type in ("cpu", "cuda"))
+                                              weight_decay=t.weight_decay, fused=fused)
         self.world = torch.distributed.get_world_size() if ddp else 1
         self.net = self.model
         if ddp:
