@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from codec.errors import RecipeError
 from codec.train.batches import StepBatches
 from codec.train import Recipe, train
 
@@ -193,6 +194,31 @@ def test_augmentation_band_limits_and_adds_noise_at_the_stated_snr():
     dirty = augment_crop(x, np.random.default_rng(1), -23.0, noisy, 24000)
     snr = 10 * np.log10(np.mean(clean.astype(np.float64) ** 2) / np.mean((dirty - clean).astype(np.float64) ** 2))
     assert abs(snr - 20.0) < 0.3  # a steady tone: its active-frame power is its mean power
+
+
+def test_a_speed_change_multiplies_every_frequency_by_its_factor():
+    from codec.train.batches import change_speed
+
+    t = np.arange(24000) / 24000
+    y = change_speed(np.sin(2 * np.pi * 1000 * t).astype(np.float32), 1.2, 24000)
+    assert len(y) == 20000  # 1.2 times as fast: 1 s plays in 1/1.2 s
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    assert np.argmax(spectrum) * 24000 / len(y) == pytest.approx(1200, abs=2)
+
+
+def test_speed_augmentation_changes_only_the_crops_it_draws(corpus):
+    from codec.train.batches import speed_factor
+    from codec.train.recipe import Augment
+
+    plain = StepBatches(corpus, 3840, 8, seed=5)[3]
+    fast = Augment(speed_prob=0.5, speed_range=[0.8, 1.25])
+    sped = StepBatches(corpus, 3840, 8, seed=5, augment=fast)[3]
+    factors = [speed_factor(5, 3, j, fast) for j in range(8)]
+    assert 0 < sum(f == 1.0 for f in factors) < 8 and all(0.8 <= f <= 1.25 for f in factors)
+    for j, f in enumerate(factors):  # crops left at speed 1 are those of the recipe without it, bit for bit
+        assert torch.equal(sped[j], plain[j]) == (f == 1.0)
+    with pytest.raises(RecipeError, match="speed_range"):
+        StepBatches(corpus, 3840, 8, seed=5, augment=Augment(speed_range=[1.2, 0.9]))
 
 
 def test_training_fits_the_magnitudes_of_a_voiced_signal():

@@ -48,6 +48,25 @@ def augment_crop(x: np.ndarray, rng: np.random.Generator, loudness_db: float, au
     return x.astype(np.float32)
 
 
+def change_speed(x: np.ndarray, factor: float, rate: int) -> np.ndarray:
+    """Play x `factor` times as fast (> 1: shorter, higher): every frequency times `factor`, as a resampling
+    from rate * factor to rate."""
+    import soxr
+
+    return soxr.resample(x, rate * factor, rate, quality="HQ").astype(np.float32)
+
+
+def speed_factor(seed: int, step: int, index: int, aug: Augment) -> float:
+    """Crop `index` of step `step`'s speed factor (1.0: unchanged). Drawn from its own random stream, so the
+    crops and augmentations of a recipe without it stay exactly what they were."""
+    rng = np.random.default_rng([seed, step, index, 1])
+    on, u = rng.random() < aug.speed_prob, rng.random()
+    if not on:
+        return 1.0
+    low, high = np.log(aug.speed_range[0]), np.log(aug.speed_range[1])
+    return float(np.exp(low + u * (high - low)))
+
+
 def source_factors(sources: list[str], weights: dict[str, float], where: str) -> np.ndarray:
     """Each clip's sampling factor: its source's entry in `weights`, 1 for a source not named there. A name
     the clips do not have is an error (a typo would otherwise change nothing), as are a negative weight and
@@ -83,6 +102,9 @@ class StepBatches(torch.utils.data.Dataset):
         self.root, self.crop, self.batch_size, self.seed = str(root), crop, batch_size, seed
         self.rank, self.world, self.split = rank, world, split
         self.loudness_db, self.augment = loudness_db, augment or Augment()
+        low, high = self.augment.speed_range
+        if not 0 < low <= high:
+            raise RecipeError(f"data.augment.speed_range is {self.augment.speed_range}; it must be 0 < low <= high")
         corpus = Corpus(root, split)
         if len(corpus) == 0:
             raise ValueError(f"{root}: no {split} clips in {MANIFEST_FILE}")
@@ -102,10 +124,16 @@ class StepBatches(torch.utils.data.Dataset):
         local = self.batch_size // self.world
         out = np.zeros((local, 1, self.crop), dtype=np.float32)
         for b in range(local):
-            rng = np.random.default_rng([self.seed, int(step), self.rank * local + b])
+            index = self.rank * local + b
+            rng = np.random.default_rng([self.seed, int(step), index])
             x = self._corpus.audio(int(rng.choice(len(self.weights), p=self.weights)))
-            start = int(rng.integers(0, max(1, len(x) - self.crop + 1)))
-            x = augment_crop(x[start: start + self.crop], rng, self.loudness_db, self.augment, self.sample_rate)
+            speed = speed_factor(self.seed, int(step), index, self.augment)
+            need = self.crop if speed == 1.0 else int(np.ceil(self.crop * speed))  # the input a crop plays
+            start = int(rng.integers(0, max(1, len(x) - need + 1)))
+            x = x[start: start + need]
+            if speed != 1.0:
+                x = change_speed(x, speed, self.sample_rate)[: self.crop]
+            x = augment_crop(x, rng, self.loudness_db, self.augment, self.sample_rate)
             out[b, 0, : len(x)] = x  # shorter clips are zero padded at the end
         return torch.from_numpy(out)
 

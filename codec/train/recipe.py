@@ -23,6 +23,10 @@ class Augment:
     noise_snr_db: list[float] = field(default_factory=lambda: [30.0, 50.0])  # mild: audible only in pauses
     bandlimit_prob: float = 0.0  # share of crops low-passed at a random cutoff
     bandlimit_hz: list[float] = field(default_factory=lambda: [4000.0, 11000.0])
+    # Share of crops played faster or slower (pitch and formants move together, like another speaker),
+    # by a factor drawn log-uniformly in speed_range: voices the corpus lacks (`change_speed`).
+    speed_prob: float = 0.0
+    speed_range: list[float] = field(default_factory=lambda: [0.85, 1.15])
 
 
 @dataclass
