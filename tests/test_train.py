@@ -217,8 +217,8 @@ def test_speed_augmentation_changes_only_the_crops_it_draws(corpus):
     assert 0 < sum(f == 1.0 for f in factors) < 8 and all(0.8 <= f <= 1.25 for f in factors)
     for j, f in enumerate(factors):  # crops left at speed 1 are those of the recipe without it, bit for bit
         assert torch.equal(sped[j], plain[j]) == (f == 1.0)
-    with pytest.raises(RecipeError, match="speed_range"):
-        StepBatches(corpus, 3840, 8, seed=5, augment=Augment(speed_range=[1.2, 0.9]))
+    with pytest.raises(RecipeError, match="speed_range"):  # when the recipe is read, before a run starts
+        Recipe.from_dict({"data": {"augment": {"speed_range": [1.2, 0.9]}}})
 
 
 def test_training_fits_the_magnitudes_of_a_voiced_signal():

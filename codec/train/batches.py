@@ -102,9 +102,6 @@ class StepBatches(torch.utils.data.Dataset):
         self.root, self.crop, self.batch_size, self.seed = str(root), crop, batch_size, seed
         self.rank, self.world, self.split = rank, world, split
         self.loudness_db, self.augment = loudness_db, augment or Augment()
-        low, high = self.augment.speed_range
-        if not 0 < low <= high:
-            raise RecipeError(f"data.augment.speed_range is {self.augment.speed_range}; it must be 0 < low <= high")
         corpus = Corpus(root, split)
         if len(corpus) == 0:
             raise ValueError(f"{root}: no {split} clips in {MANIFEST_FILE}")

@@ -28,6 +28,11 @@ class Augment:
     speed_prob: float = 0.0
     speed_range: list[float] = field(default_factory=lambda: [0.85, 1.15])
 
+    def __post_init__(self):
+        low, high = self.speed_range
+        if not 0 < low <= high:
+            raise RecipeError(f"data.augment.speed_range is {self.speed_range}; it must be 0 < low <= high")
+
 
 @dataclass
 class DataRecipe:
