@@ -196,6 +196,27 @@ def test_augmentation_band_limits_and_adds_noise_at_the_stated_snr():
     assert abs(snr - 20.0) < 0.3  # a steady tone: its active-frame power is its mean power
 
 
+def test_the_ema_averages_the_networks_and_keeps_the_models_quantizer(corpus):
+    # Re-seeding at every other step (a threshold every entry not picked falls under) replaces codebook
+    # entries: an average of old and new entries would fit neither, so the EMA takes the quantizer as it is.
+    from codec.train import Trainer
+
+    recipe = tiny_recipe(corpus, ema_decay=0.5, reseed_every=2, reseed_threshold=0.999)
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    batches = StepBatches(corpus, 4 * 1920, 2, seed=0)
+    for step in range(4):
+        trainer.step(batches[step], step)
+    model, ema = trainer.model.state_dict(), trainer.ema.state_dict()
+    quantizer = [k for k in model if k.startswith("quantizer.")]
+    assert all(torch.equal(ema[k], model[k]) for k in quantizer)
+    assert not torch.equal(model["quantizer.codebooks"], before["quantizer.codebooks"])  # re-seeded, moved
+    networks = [k for k in model if k.startswith(("encoder.", "decoder.")) and model[k].is_floating_point()
+                and not torch.equal(model[k], before[k])]
+    assert networks and all(not torch.equal(ema[k], model[k]) for k in networks)
+
+
 def test_a_speed_change_multiplies_every_frequency_by_its_factor():
     from codec.train.batches import change_speed
 
