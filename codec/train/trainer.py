@@ -144,12 +144,13 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         d = float(self.t.ema_decay)
-        for e, p in zip(self.ema.parameters(), self.model.parameters()):
-            e.lerp_(p, 1 - d)
         # The quantizer's entries move by k-means steps and unused ones are re-seeded: an average of them
         # fits neither the old entries nor the new, so the EMA keeps the model's quantizer as it is.
-        for e, p in zip(self.ema.quantizer.parameters(), self.model.quantizer.parameters()):
-            e.copy_(p)
+        for (name, e), p in zip(self.ema.named_parameters(), self.model.parameters()):
+            if name.startswith("quantizer."):
+                e.copy_(p)
+            else:
+                e.lerp_(p, 1 - d)
         for e, b in zip(self.ema.buffers(), self.model.buffers()):
             e.copy_(b)  # usage statistics and counters are not averaged
         self.ema._weights_changed()
