@@ -46,7 +46,6 @@ import librosa
 import numpy as np
 import torch
 
-from . import kernels
 from .config import PITCH_CODEBOOKS
 from .eval.metrics import NotComputable, pesq, stoi
 from .io.corpus import Corpus, select_split
@@ -84,12 +83,7 @@ def _crop(model, corpus: Corpus, i: int, seconds: float | None) -> torch.Tensor:
 
 def _with_phase(model, magnitude: torch.Tensor, phase_of: torch.Tensor) -> torch.Tensor:
     """|S| (B, H, K) with the phase of phase_of's STFT in the same framing -> audio (B, H * hop)."""
-    cfg = model.config
-    frames = torch.fft.irfft(torch.polar(magnitude, torch.angle(model.analysis(phase_of))), n=cfg.synthesis_fft)
-    silent = torch.zeros(frames.shape[0], cfg.synthesis_delay // cfg.synthesis_hop, cfg.synthesis_fft)
-    frames = torch.cat([frames, silent], 1)  # closes the last samples with the full window envelope
-    wav = kernels.overlap_add(frames, cfg.synthesis_hop, model.synthesis.window)
-    return wav[:, cfg.synthesis_delay: cfg.synthesis_delay + magnitude.shape[1] * cfg.synthesis_hop]
+    return model.synthesis.from_spectra(torch.polar(magnitude, torch.angle(model.analysis(phase_of))))
 
 
 def _synthesis_with(model, log_mag: torch.Tensor, voicing: tuple, **settings) -> torch.Tensor:

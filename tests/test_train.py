@@ -266,6 +266,38 @@ def test_training_fits_the_magnitudes_of_a_voiced_signal():
     assert harmonic > 3 * between
 
 
+def test_the_synthesis_terms_score_the_decoded_audio_and_train_the_magnitudes():
+    # Their reference is the decoder's own synthesis: the terms of the audio it makes of the decoded
+    # magnitudes, analysed again. A step with them moves the decoder's weights otherwise than one without.
+    from codec.train import Trainer
+
+    wav = torch.from_numpy(speech_like(8 * 0.08, f0=140.0))[None, None].repeat(2, 1, 1)
+    recipe = Recipe.from_dict({"model": TINY_MODEL, "train": {"bf16": False, "synthesis_weight": 1.0,
+                                                              "quantizer_dropout": 0.0}})
+    torch.manual_seed(0)
+    trainer = Trainer(recipe, torch.device("cpu"))
+    model = trainer.model
+    log_mag, _ = model(wav)
+    target = model.target_magnitudes(wav)
+    with torch.no_grad():
+        heard = model.analysis(model.synthesis(log_mag.float())[:, None]).abs()
+        expected = trainer.magnitude(torch.log(heard.clamp_min(1e-8)), target)
+    terms = trainer._synthesized(log_mag.float(), target)
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value.item(), rel=1e-4)
+    terms["log"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+    changed = {}
+    for weight in (0.0, 1.0):
+        recipe.train.synthesis_weight = weight
+        torch.manual_seed(0)
+        trainer = Trainer(recipe, torch.device("cpu"))
+        out = trainer.step(wav, 0)
+        assert ("synthesis_log" in out) == bool(weight)
+        changed[weight] = [p.detach().clone() for p in trainer.model.decoder.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(changed[0.0], changed[1.0]))
+
+
 def test_envelope_term_ignores_where_the_harmonics_sit_and_follows_the_envelope():
     """A pulse train's harmonics moved by 4 % (a quarter-tone) change every bin's log magnitude, not the
     band energies; a 6 dB tilt of the envelope changes both."""

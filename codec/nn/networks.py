@@ -225,6 +225,28 @@ class PhaseSynthesis(Streamable):
         """(B, H, bins), H a multiple of the block -> the H * hop samples made final; `state` is updated.
         voicing: (f0 (B, H) Hz, harmonic share (B, H, bins)) locks the voiced bins to their harmonics if
         `locking` is set, and is ignored if not."""
+        out = [wav for _, wav in self._blocks(log_mag, state, backend, voicing)]
+        return torch.cat(out, dim=-1) if out else log_mag.new_zeros(log_mag.shape[0], 0)
+
+    @torch.no_grad()
+    def phasors(self, log_mag: torch.Tensor, voicing: tuple | None = None) -> torch.Tensor:
+        """(B, H, bins), H a multiple of the block -> the unit phasors (B, H, bins) an offline call synthesizes
+        these magnitudes with (0 where a magnitude is 0): `from_spectra(exp(log_mag) * phasors)` is the
+        offline synthesis, differentiable in the magnitudes."""
+        state = self.start(log_mag.shape[0], log_mag.shape[-1], log_mag.device)
+        spectra = [spectra.sgn() for spectra, _ in self._blocks(log_mag, state, None, voicing)]
+        return torch.cat(spectra, dim=1) if spectra else torch.zeros_like(log_mag, dtype=torch.complex64)
+
+    def from_spectra(self, spectra: torch.Tensor) -> torch.Tensor:
+        """Complex spectra (B, H, bins) in this framing -> audio (B, H * hop), aligned as an offline call
+        aligns it (the last `delay` samples closed with silent frames). Differentiable: plain torch."""
+        frames = torch.fft.irfft(spectra, n=self.n_fft)
+        silent = frames.new_zeros(frames.shape[0], self.delay // self.hop, self.n_fft)
+        wav = kernels.overlap_add(torch.cat([frames, silent], 1), self.hop, self.window, backend="reference")
+        return wav[:, self.delay: self.delay + spectra.shape[1] * self.hop]
+
+    def _blocks(self, log_mag: torch.Tensor, state: list, backend: str | None, voicing: tuple | None):
+        """Block by block: (the block's complex spectra (B, block, bins), the samples it made final)."""
         voicing = voicing if self.locking else None
         log_mag = log_mag.float()
         # What no block's phases depend on is computed for all blocks at once: the loop is the cost.
@@ -235,7 +257,6 @@ class PhaseSynthesis(Streamable):
             f0, share = (v.detach().cpu().double().numpy() for v in voicing)
             locked, voiced = harmonic_phases(log_np, f0, share, self.hop, self.n_fft, self.sample_rate, state[0],
                                              self.block)
-        out = []
         for start in range(0, log_mag.shape[1], self.block):
             hops = slice(start, start + self.block)
             phase = rtpghi(log_np[:, hops], self.hop, self.n_fft, self.block, state[0], floor_db=self.floor_db)
@@ -252,8 +273,7 @@ class PhaseSynthesis(Streamable):
             frames = torch.fft.irfft(spectra, n=self.n_fft, dim=-1)
             wav, state[1], state[2] = kernels.overlap_add_stream(frames, self.hop, self.window, state[1], state[2],
                                                                  backend=backend)
-            out.append(wav)
-        return torch.cat(out, dim=-1) if out else log_mag.new_zeros(log_mag.shape[0], 0)
+            yield spectra, wav
 
     def close(self, state: list, backend: str | None = None) -> torch.Tensor:
         """The last `delay` samples, closed with silent frames."""

@@ -73,6 +73,9 @@ class TrainRecipe:
     envelope_weight: float = 0.0  # band energies the harmonics' places cannot move (losses.envelope_bands)
     loudness_weight: float = 0.0  # band power^0.23: the loud hops and bands, as perception weighs them
     low_weight: float = 0.0  # log magnitudes below 1 kHz: the first harmonics and formant
+    # The same weighted terms, times this, on the audio decoding makes of the decoded magnitudes (their
+    # computed phases held fixed, overlap-added, analysed again): what is heard, not what was predicted.
+    synthesis_weight: float = 0.0
     # An adversarial critic of the decoded magnitudes (codec.train.discriminator); both 0 = no critic.
     adversarial_weight: float = 0.0  # least-squares GAN term
     feature_weight: float = 0.0  # L1 between the critic's feature maps of decoded and real magnitudes

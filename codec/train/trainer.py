@@ -86,14 +86,16 @@ class Trainer:
         critic = self._critic(log_mag.float(), target, step) if self.disc is not None else {}
         if "adversarial" in critic:
             terms = {**terms, "adversarial": critic["adversarial"], "features": critic["features"]}
+        synthesized = self._synthesized(log_mag.float(), target) if t.synthesis_weight else None
         weighted = [(t.adversarial_weight, terms.get("adversarial")), (t.feature_weight, terms.get("features")),
-                    (t.mel_weight, terms["mel"]), (t.log_weight, terms["log"]),
-                    (t.convergence_weight, terms["convergence"]), (t.envelope_weight, terms["envelope"]),
-                    (t.loudness_weight, terms["loudness"]), (t.low_weight, terms["low"]),
+                    *self._magnitude_weighted(terms, 1.0),
+                    *(self._magnitude_weighted(synthesized, t.synthesis_weight) if synthesized else []),
                     (t.commitment_weight, q.commitment_loss), (t.codebook_weight, q.codebook_loss),
                     (t.residual_weight, q.residual_loss)]
         # A term at weight 0 is logged but left out of the sum, so the backward pass does not run through it.
         loss = sum(weight * term for weight, term in weighted if weight and term is not None)
+        if synthesized:
+            terms = {**terms, **{f"synthesis_{name}": term for name, term in synthesized.items()}}
         out = dict(terms)
         if reseeded is not None:
             out["reseeded"] = reseeded
@@ -109,6 +111,23 @@ class Trainer:
         out.update(loss=loss, commit=q.commitment_loss, codebook=q.codebook_loss, residual=q.residual_loss,
                    grad_norm=grad_norm, perplexity_mean=q.perplexity.mean(), perplexity_min=q.perplexity.min())
         return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
+
+    def _magnitude_weighted(self, terms: dict, scale: float) -> list:
+        """(weight, term) pairs of the magnitude terms, each recipe weight times `scale`."""
+        t = self.t
+        return [(scale * weight, terms[name]) for weight, name in
+                [(t.mel_weight, "mel"), (t.log_weight, "log"), (t.convergence_weight, "convergence"),
+                 (t.envelope_weight, "envelope"), (t.loudness_weight, "loudness"), (t.low_weight, "low")]]
+
+    def _synthesized(self, log_mag: torch.Tensor, target: torch.Tensor) -> dict:
+        """The magnitude terms of the audio decoding makes of `log_mag`: the phases it computes for them
+        (held fixed: they are not differentiable), the inverse FFT and overlap-add, and the analysis again.
+        An STFT with 83 % overlap is redundant, so the audio's magnitudes are not the predicted ones; this
+        trains the ones that are heard. The gradient reaches the magnitudes through linear maps and |.|."""
+        synthesis = self.model.synthesis
+        wav = synthesis.from_spectra(torch.exp(log_mag.clamp(max=12.0)) * synthesis.phasors(log_mag.detach()))
+        heard = self.model.analysis(wav[:, None]).abs()
+        return self.magnitude(torch.log(heard.clamp_min(1e-8)), target)
 
     def _critic(self, log_mag: torch.Tensor, target: torch.Tensor, step: int) -> dict:
         """The critic's loss on real and (detached) decoded magnitudes, and from `adversarial_from` on the
