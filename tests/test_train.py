@@ -266,9 +266,10 @@ def test_training_fits_the_magnitudes_of_a_voiced_signal():
     assert harmonic > 3 * between
 
 
-def test_the_synthesis_terms_score_the_decoded_audio_and_train_the_magnitudes():
+def test_the_synthesis_terms_score_the_decoded_audio_and_train_the_magnitudes(tmp_path, corpus):
     # Their reference is the decoder's own synthesis: the terms of the audio it makes of the decoded
-    # magnitudes, analysed again. A step with them moves the decoder's weights otherwise than one without.
+    # magnitudes, analysed again. A step with them moves the decoder's weights otherwise than one without,
+    # and a run logs them.
     from codec.train import Trainer
 
     wav = torch.from_numpy(speech_like(8 * 0.08, f0=140.0))[None, None].repeat(2, 1, 1)
@@ -296,6 +297,9 @@ def test_the_synthesis_terms_score_the_decoded_audio_and_train_the_magnitudes():
         assert ("synthesis_log" in out) == bool(weight)
         changed[weight] = [p.detach().clone() for p in trainer.model.decoder.parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(changed[0.0], changed[1.0]))
+    train(tiny_recipe(corpus, steps=2, synthesis_weight=0.5), tmp_path / "run", log=lambda s: None)
+    logged = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert len(logged) == 2 and all("synthesis_log" in record for record in logged)
 
 
 def test_envelope_term_ignores_where_the_harmonics_sit_and_follows_the_envelope():

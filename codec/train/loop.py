@@ -30,8 +30,10 @@ from .state import METRICS_FILE, load_state, read_metrics, save_state, start_fro
 from .trainer import Trainer, lr_at, step_seed
 from .validation import BEST_RECORD, best_valid, evaluate, log_media
 
-LOGGED = ("loss", "mel", "log", "convergence", "envelope", "loudness", "low", "adversarial", "features",
-          "discriminator", "commit", "codebook", "residual", "grad_norm", "perplexity_mean", "perplexity_min")
+MAGNITUDE_TERMS = ("mel", "log", "convergence", "envelope", "loudness", "low")
+LOGGED = ("loss", *MAGNITUDE_TERMS, *(f"synthesis_{name}" for name in MAGNITUDE_TERMS), "adversarial",
+          "features", "discriminator", "commit", "codebook", "residual", "grad_norm", "perplexity_mean",
+          "perplexity_min")
 
 
 def _trim_metrics(out: Path, step: int) -> None:
