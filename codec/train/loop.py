@@ -27,10 +27,9 @@ from .batches import StepBatches, source_factors, valid_crops
 from .pitch_shapes import fit_pitch_shapes
 from .recipe import Recipe, load_recipe, recipe_name
 from .state import METRICS_FILE, load_state, read_metrics, save_state, start_from, write_recipe
-from .trainer import Trainer, lr_at, step_seed
+from .trainer import MAGNITUDE_TERMS, Trainer, lr_at, step_seed
 from .validation import BEST_RECORD, best_valid, evaluate, log_media
 
-MAGNITUDE_TERMS = ("mel", "log", "convergence", "envelope", "loudness", "low")
 LOGGED = ("loss", *MAGNITUDE_TERMS, *(f"synthesis_{name}" for name in MAGNITUDE_TERMS), "adversarial",
           "features", "discriminator", "commit", "codebook", "residual", "grad_norm", "perplexity_mean",
           "perplexity_min")

@@ -14,6 +14,9 @@ from .discriminator import SpectrogramDiscriminator, discriminator_loss, generat
 from .losses import MagnitudeLoss, MultiScaleMelLoss
 from .recipe import Recipe, TrainRecipe
 
+# The terms MagnitudeLoss returns, each weighted by the recipe's `NAME_weight`.
+MAGNITUDE_TERMS = ("mel", "log", "convergence", "envelope", "loudness", "low")
+
 
 def lr_at(step: int, t: TrainRecipe, lr: float | None = None) -> float:
     """Linear warm-up, then cosine decay to min_lr_ratio * lr at the last step."""
@@ -89,12 +92,12 @@ class Trainer:
         synthesized = self._synthesized(log_mag.float(), target) if t.synthesis_weight else None
         weighted = [(t.adversarial_weight, terms.get("adversarial")), (t.feature_weight, terms.get("features")),
                     *self._magnitude_weighted(terms, 1.0),
-                    *(self._magnitude_weighted(synthesized, t.synthesis_weight) if synthesized else []),
+                    *(self._magnitude_weighted(synthesized, t.synthesis_weight) if synthesized is not None else []),
                     (t.commitment_weight, q.commitment_loss), (t.codebook_weight, q.codebook_loss),
                     (t.residual_weight, q.residual_loss)]
         # A term at weight 0 is logged but left out of the sum, so the backward pass does not run through it.
         loss = sum(weight * term for weight, term in weighted if weight and term is not None)
-        if synthesized:
+        if synthesized is not None:
             terms = {**terms, **{f"synthesis_{name}": term for name, term in synthesized.items()}}
         out = dict(terms)
         if reseeded is not None:
@@ -113,11 +116,8 @@ class Trainer:
         return {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in out.items()}
 
     def _magnitude_weighted(self, terms: dict, scale: float) -> list:
-        """(weight, term) pairs of the magnitude terms, each recipe weight times `scale`."""
-        t = self.t
-        return [(scale * weight, terms[name]) for weight, name in
-                [(t.mel_weight, "mel"), (t.log_weight, "log"), (t.convergence_weight, "convergence"),
-                 (t.envelope_weight, "envelope"), (t.loudness_weight, "loudness"), (t.low_weight, "low")]]
+        """(weight, term) pairs of the magnitude terms, each recipe weight (`train.NAME_weight`) times `scale`."""
+        return [(scale * getattr(self.t, f"{name}_weight"), terms[name]) for name in MAGNITUDE_TERMS]
 
     def _synthesized(self, log_mag: torch.Tensor, target: torch.Tensor) -> dict:
         """The magnitude terms of the audio decoding makes of `log_mag`: the phases it computes for them
