@@ -113,6 +113,15 @@ class Encoder(nn.Module):
         return self.out(self.norm2(x))
 
 
+LOG_MAG_CEILING = 12.0  # e^12: far above any real spectrum's magnitude, far below float overflow
+
+
+def linear_magnitudes(log_mag: torch.Tensor) -> torch.Tensor:
+    """Linear magnitudes of predicted natural-log magnitudes, capped so that an untrained network's outliers
+    cannot overflow exp. The losses and the synthesis share this cap, so they score what is heard."""
+    return torch.exp(log_mag.clamp(max=LOG_MAG_CEILING))
+
+
 def mel_points(n: int, top_hz: float) -> torch.Tensor:
     """n frequencies (Hz) evenly spaced on the mel scale from 0 to top_hz."""
     top = 2595.0 * math.log10(1.0 + top_hz / 700.0)
@@ -251,7 +260,7 @@ class PhaseSynthesis(Streamable):
         log_mag = log_mag.float()
         # What no block's phases depend on is computed for all blocks at once: the loop is the cost.
         log_np = log_mag.detach().cpu().double().numpy()
-        mag = torch.exp(log_mag.clamp(max=12.0))
+        mag = linear_magnitudes(log_mag)
         shift = self.centre_shift.cpu().numpy()
         if voicing is not None:
             f0, share = (v.detach().cpu().double().numpy() for v in voicing)

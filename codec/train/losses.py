@@ -5,7 +5,7 @@ import librosa
 import torch
 from torch import nn
 
-from ..nn.networks import mel_points
+from ..nn.networks import linear_magnitudes, mel_points
 
 # (n_fft, hop, mel bands): short windows catch onsets, long ones harmonics.
 MEL_SCALES = ((256, 64, 32), (512, 128, 64), (1024, 256, 80), (2048, 512, 128))
@@ -80,7 +80,7 @@ class MagnitudeLoss(nn.Module):
         self.floor = floor  # -80 dB under a loud harmonic: below it, error is inaudible and log error explodes
 
     def forward(self, log_mag: torch.Tensor, target: torch.Tensor) -> dict:
-        mag = torch.exp(log_mag.clamp(max=12.0))
+        mag = linear_magnitudes(log_mag)
         log_error = (torch.log(mag + self.floor) - torch.log(target + self.floor)).abs()
         log_term, low = log_error.mean(), log_error[..., : self.low_bins].mean()
         diff = torch.linalg.vector_norm(target - mag, dim=(1, 2))

@@ -10,6 +10,7 @@ import torch
 
 from ..config import CodecConfig
 from ..model import Codec
+from ..nn.networks import linear_magnitudes
 from .discriminator import SpectrogramDiscriminator, discriminator_loss, generator_losses
 from .losses import MagnitudeLoss, MultiScaleMelLoss
 from .recipe import Recipe, TrainRecipe
@@ -125,7 +126,7 @@ class Trainer:
         An STFT with 83 % overlap is redundant, so the audio's magnitudes are not the predicted ones; this
         trains the ones that are heard. The gradient reaches the magnitudes through linear maps and |.|."""
         synthesis = self.model.synthesis
-        wav = synthesis.from_spectra(torch.exp(log_mag.clamp(max=12.0)) * synthesis.phasors(log_mag.detach()))
+        wav = synthesis.from_spectra(linear_magnitudes(log_mag) * synthesis.phasors(log_mag.detach()))
         heard = self.model.analysis(wav[:, None]).abs()
         return self.magnitude(torch.log(heard.clamp_min(1e-8)), target)
 
