@@ -69,6 +69,31 @@ def test_streamed_blocks_compute_the_offline_phases():
         rtpghi(log_mag[:, :5], HOP, N_FFT, BLOCK)
 
 
+def test_the_walk_run_ahead_block_by_block_places_the_phases_of_the_whole():
+    from codec.nn.phase import FLOOR_DB, place, walk, walk_ahead
+
+    g = np.random.default_rng(1)
+    log_mag = np.cumsum(g.standard_normal((2, 5 * BLOCK, 241)), axis=-1) * 0.3
+    whole = rtpghi(log_mag, HOP, N_FFT, BLOCK)
+    before = np.full((2, 241), -11.5)
+    offset, origin = walk(log_mag, HOP, N_FFT, BLOCK, before)
+    for beside in (False, True):  # in this thread, or in a worker two blocks at a time
+        blocks = list(walk_ahead(log_mag, HOP, N_FFT, BLOCK, before, FLOOR_DB, 2, beside))
+        assert len(blocks) == 5
+        assert np.array_equal(np.concatenate([o for o, _ in blocks], 1), offset)
+        assert np.array_equal(np.concatenate([k for _, k in blocks], 1), origin)
+    # Each block starts from whatever phases the hop before it ends up with: here rtpghi's own.
+    start, placed = np.zeros((2, 241)), []
+    for o, k in blocks:
+        placed.append(place(o, k, start))
+        start = placed[-1][:, -1]
+    centred = whole - np.pi * np.arange(241)
+    assert np.abs(np.angle(np.exp(1j * (np.concatenate(placed, 1) - centred)))).max() < 1e-9
+    # A different start moves each phase by the start's change at the bin its walk began from.
+    shifted = place(blocks[0][0], blocks[0][1], np.full((2, 241), 0.5))
+    assert np.abs(np.angle(np.exp(1j * (shifted - placed[0] - 0.5)))).max() < 1e-9
+
+
 def test_refinement_brings_random_phases_towards_consistent_ones():
     from codec.nn.phase import refine
     from conftest import speech_like
@@ -164,6 +189,26 @@ def test_the_synthesis_phasors_rebuild_the_synthesis_and_carry_a_gradient(lockin
     assert mag.grad.abs().max() > 0 and torch.isfinite(mag.grad).all()
 
 
+def test_the_synthesis_walking_beside_its_loop_makes_the_audio_of_the_walk_in_line():
+    # With two torch threads the walk runs in a worker, WALK_CHUNK frames at a time, and torch uses one
+    # thread in the loop; with one, the walk runs in line. Both must make the same audio, and the caller's
+    # thread setting must come back.
+    from codec.nn.networks import PhaseSynthesis
+    from codec.nn.phase import WALK_CHUNK
+    from codec.threads import torch_threads
+
+    rng = torch.Generator().manual_seed(5)
+    hops = (2 * WALK_CHUNK + 1) * BLOCK  # three chunks, the last short
+    log_mag = torch.randn(2, hops, N_FFT // 2 + 1, generator=rng).cumsum(-1) * 0.2 - 2.0
+    synthesis = PhaseSynthesis(N_FFT, HOP, BLOCK, 24000, iterations=2).eval()
+    with torch_threads(1):
+        in_line = synthesis(log_mag)
+    with torch_threads(2):
+        beside = synthesis(log_mag)
+        assert torch.get_num_threads() == 2
+    assert torch.equal(beside, in_line)
+
+
 def test_compiled_phase_code_is_cached_in_the_user_cache_not_the_package(tmp_path):
     """A cache beside the installed sources outlives `pip uninstall` and hides a later editable install."""
     import os
@@ -251,9 +296,18 @@ def integrate_hop_with_one_heap(cur, before, last_phase, omega_prev, omega, dphi
     return out
 
 
-def test_the_merged_queue_integrates_a_hop_as_one_heap_does():
+def walk_hop(cur, before, order, last_phase, omega_prev, omega, dphi, audible) -> tuple:
+    """_integrate_hop on fresh buffers, the previous hop's bins their own origins -> (phases, origins)."""
     from codec.nn.phase import _integrate_hop
 
+    bins = cur.shape[0]
+    out, origin = np.empty(bins), np.empty(bins, dtype=np.int64)
+    _integrate_hop(cur, before, order, last_phase, np.arange(bins), out, origin, omega_prev, omega, dphi,
+                   np.zeros(bins, dtype=np.bool_), np.empty(bins), np.empty(bins, dtype=np.int64), audible)
+    return out, origin
+
+
+def test_the_merged_queue_integrates_a_hop_as_one_heap_does():
     rng = np.random.default_rng(1)
     bins = 241
     for trial in range(50):
@@ -262,10 +316,12 @@ def test_the_merged_queue_integrates_a_hop_as_one_heap_does():
             before[:] = -50.0  # an onset: nothing loud before
         last_phase, omega_prev, omega, dphi = (rng.uniform(-3, 3, bins) for _ in range(4))
         audible = np.quantile(cur, rng.uniform(0, 0.8))
-        out = np.empty(bins)
         order = np.argsort(-before)
         order = order[before[order] > audible]  # the previous hop's bins above the floor, loudest first
-        _integrate_hop(cur, before, order, last_phase, out, omega_prev, omega, dphi,
-                       np.zeros(bins, dtype=np.bool_), np.empty(bins), np.empty(bins, dtype=np.int64), audible)
+        out, origin = walk_hop(cur, before, order, last_phase, omega_prev, omega, dphi, audible)
         expected = integrate_hop_with_one_heap(cur, before, last_phase, omega_prev, omega, dphi, audible)
         np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
+        # Each phase is its origin's previous phase plus steps that do not depend on it.
+        change = rng.uniform(-3, 3, bins)
+        moved, _ = walk_hop(cur, before, order, last_phase + change, omega_prev, omega, dphi, audible)
+        np.testing.assert_allclose(moved - out, change[origin], rtol=0, atol=1e-12)

@@ -3,14 +3,16 @@ magnitude head, and phase-reconstructing synthesis."""
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
 from .. import kernels
+from ..threads import torch_threads
 from .comb import comb as harmonic_comb
-from .phase import FLOOR_DB, FLOOR_LOG, PhaseState, harmonic_phases, refine, rtpghi
+from .phase import FLOOR_DB, FLOOR_LOG, PhaseState, WALK_CHUNK, harmonic_phases, place, refine, walk_ahead
 from .stream_state import CausalConv1d, Streamable
 
 
@@ -234,7 +236,8 @@ class PhaseSynthesis(Streamable):
         """(B, H, bins), H a multiple of the block -> the H * hop samples made final; `state` is updated.
         voicing: (f0 (B, H) Hz, harmonic share (B, H, bins)) locks the voiced bins to their harmonics if
         `locking` is set, and is ignored if not."""
-        out = [wav for _, wav in self._blocks(log_mag, state, backend, voicing)]
+        with self._cores() as beside:
+            out = [wav for _, wav in self._blocks(log_mag, state, backend, voicing, beside)]
         return torch.cat(out, dim=-1) if out else log_mag.new_zeros(log_mag.shape[0], 0)
 
     @torch.no_grad()
@@ -243,7 +246,8 @@ class PhaseSynthesis(Streamable):
         these magnitudes with (0 where a magnitude is 0): `from_spectra(exp(log_mag) * phasors)` is the
         offline synthesis, differentiable in the magnitudes."""
         state = self.start(log_mag.shape[0], log_mag.shape[-1], log_mag.device)
-        spectra = [spectra.sgn() for spectra, _ in self._blocks(log_mag, state, None, voicing)]
+        with self._cores() as beside:
+            spectra = [spectra.sgn() for spectra, _ in self._blocks(log_mag, state, None, voicing, beside)]
         return torch.cat(spectra, dim=1) if spectra else torch.zeros_like(log_mag, dtype=torch.complex64)
 
     def from_spectra(self, spectra: torch.Tensor) -> torch.Tensor:
@@ -254,22 +258,38 @@ class PhaseSynthesis(Streamable):
         wav = kernels.overlap_add(torch.cat([frames, silent], 1), self.hop, self.window, backend="reference")
         return wav[:, self.delay: self.delay + spectra.shape[1] * self.hop]
 
-    def _blocks(self, log_mag: torch.Tensor, state: list, backend: str | None, voicing: tuple | None):
-        """Block by block: (the block's complex spectra (B, block, bins), the samples it made final)."""
+    @staticmethod
+    @contextmanager
+    def _cores():
+        """Yields whether the phase walk runs beside the block loop. The loop's torch operations are too
+        small to gain from a second core, so where torch may use several, the walk takes the second and
+        torch one: torch's idle threads would spin on the walk's core (docs/performance.md)."""
+        beside = torch.get_num_threads() > 1
+        with torch_threads(1 if beside else None):
+            yield beside
+
+    def _blocks(self, log_mag: torch.Tensor, state: list, backend: str | None, voicing: tuple | None,
+                beside: bool):
+        """Block by block: (the block's complex spectra (B, block, bins), the samples it made final). beside:
+        the walk runs in a worker thread, ahead of the loop."""
         voicing = voicing if self.locking else None
         log_mag = log_mag.float()
         # What no block's phases depend on is computed for all blocks at once: the loop is the cost.
         log_np = log_mag.detach().cpu().double().numpy()
         mag = linear_magnitudes(log_mag)
-        shift = self.centre_shift.cpu().numpy()
         if voicing is not None:
             f0, share = (v.detach().cpu().double().numpy() for v in voicing)
             locked, voiced = harmonic_phases(log_np, f0, share, self.hop, self.n_fft, self.sample_rate, state[0],
                                              self.block)
-        for start in range(0, log_mag.shape[1], self.block):
+        # The walk over the magnitudes needs nothing of the refined phases, so it can run ahead.
+        steps = walk_ahead(log_np, self.hop, self.n_fft, self.block, state[0].log_mag.copy(), self.floor_db, WALK_CHUNK,
+                           beside)
+        if log_mag.shape[1]:
+            state[0].log_mag[:] = log_np[:, -1]
+        for start, (offset, origin) in zip(range(0, log_mag.shape[1], self.block), steps):
             hops = slice(start, start + self.block)
-            phase = rtpghi(log_np[:, hops], self.hop, self.n_fft, self.block, state[0], floor_db=self.floor_db)
-            phase = phase - shift
+            phase = place(offset, origin, state[0].phase)
+            state[0].phase[:] = phase[:, -1]
             if voicing is not None:
                 phase = np.where(voiced[:, hops], locked[:, hops], phase)
                 state[0].phase[:] = phase[:, -1]

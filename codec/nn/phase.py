@@ -16,6 +16,7 @@ frame at a time computes exactly what an offline call does.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numba
@@ -28,6 +29,7 @@ FLOOR_LOG = -11.5  # log magnitude of silence (1e-5): the past a phase integrati
 FLOOR_DB = 60.0  # bins this far below the loudest of their hop take the time-integrated phase: the heap walk
 # is most of the phase work, and 100 dB scores no better (`codec diagnose phase`)
 HARMONIC_LIMIT = 0.95  # harmonics above this share of Nyquist are left out, of the comb and of the locking
+WALK_CHUNK = 4  # blocks per task of a walk run beside the refinement: few, so the first block waits little
 LIFTER = 30  # quefrencies (samples) of the envelope: under the 60-sample period of a 400 Hz voice at 24 kHz
 
 
@@ -39,14 +41,15 @@ def numba_cache_dir() -> Path:
 
 
 def compiled(fn):
-    """numba.njit, cached in numba_cache_dir() rather than beside this file: a cache inside an installed
+    """numba.njit, releasing the GIL (the walk runs beside the torch work of other blocks), cached in
+    numba_cache_dir() rather than beside this file: a cache inside an installed
     package outlives `pip uninstall`, and the folder it leaves makes `codec` a namespace package that hides
     a later editable install. numba picks a function's cache folder when it is decorated, from
     numba.config.CACHE_DIR, so the setting is made for these functions only and then restored."""
     previous = numba.config.CACHE_DIR
     numba.config.CACHE_DIR = str(numba_cache_dir())
     try:
-        return numba.njit(cache=True)(fn)
+        return numba.njit(cache=True, nogil=True)(fn)
     finally:
         numba.config.CACHE_DIR = previous
 
@@ -112,12 +115,17 @@ def _pop(keys: np.ndarray, items: np.ndarray, size: int) -> int:
 
 
 @compiled
-def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray, block: int, hop: int,
-               n_fft: int, lam: float, floor: float) -> np.ndarray:
-    """log_mag (H, K) for hops that start a block (H a multiple of `block`), prev_log / prev_phase (K,) the
-    hop before -> phases (H, K), window-centred convention."""
+def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, block: int, hop: int, n_fft: int, lam: float,
+               floor: float) -> tuple:
+    """log_mag (H, K) for hops that start a block (H a multiple of `block`), prev_log (K,) the hop before ->
+    (offset (H, K), origin (H, K)), window-centred convention: hop n's phase at bin k is offset[n, k] plus
+    the phase, at bin origin[n, k], of the hop before n's block. The walk's order and steps depend on the
+    magnitudes alone, so this runs ahead of the block-by-block refinement that sets those phases."""
     hops, bins = log_mag.shape
-    phase = np.empty((hops, bins))
+    offset = np.empty((hops, bins))
+    origin = np.empty((hops, bins), dtype=np.int64)
+    zero = np.zeros(bins)
+    identity = np.arange(bins)
     f_coef = -lam / (hop * n_fft)
     omega_prev = np.empty(bins)
     peaks = np.empty(bins)
@@ -134,7 +142,9 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
         cur = log_mag[n]
         before = prev_log if n == 0 else log_mag[n - 1]
         last_of_block = (n + 1) % block == 0  # the next hop is not made yet: a backward difference
-        last_phase = prev_phase if n == 0 else phase[n - 1]
+        first_of_block = n % block == 0  # integrates from the hop before the block: offset 0, each bin its own
+        last_offset = zero if first_of_block else offset[n - 1]
+        last_origin = identity if first_of_block else origin[n - 1]
         audible = cur.max() - floor
         # The previous hop's bins above this hop's floor, loudest first: sorting only these, not every bin,
         # was half the phase work.
@@ -148,23 +158,38 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, prev_phase: np.ndarray
         for k in range(bins):
             omega[k] = 2 * np.pi * hop * peaks[k] / n_fft
             dphi[k] = f_coef * (cur[k] - before[k] if last_of_block else 0.5 * (log_mag[n + 1, k] - before[k]))
-        _integrate_hop(cur, before, order, last_phase, phase[n], omega_prev, omega, dphi, done, keys, items,
-                       audible)
+        _integrate_hop(cur, before, order, last_offset, last_origin, offset[n], origin[n], omega_prev, omega, dphi,
+                       done, keys, items, audible)
         for k in range(bins):
-            phase[n, k] = np.remainder(phase[n, k], 2 * np.pi)  # keeps the running sum's digits over hours
+            offset[n, k] = np.remainder(offset[n, k], 2 * np.pi)  # keeps the running sum's digits over a block
             omega_prev[k] = omega[k]
+    return offset, origin
+
+
+@compiled
+def _place(offset: np.ndarray, origin: np.ndarray, start: np.ndarray, block: int) -> np.ndarray:
+    """_integrate's (offset, origin) (H, K) and the phases (K,) of the hop before the first block -> the
+    phases (H, K), each block starting from the last hop of the one before it."""
+    hops, bins = offset.shape
+    phase = np.empty((hops, bins))
+    for n in range(hops):
+        before = start if n < block else phase[n - n % block - 1]
+        for k in range(bins):
+            value = before[origin[n, k]] + offset[n, k]  # both in [0, 2 pi)
+            phase[n, k] = value - 2 * np.pi if value >= 2 * np.pi else value
     return phase
 
 
 @compiled
-def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_phase: np.ndarray, out: np.ndarray,
-                   omega_prev: np.ndarray, omega: np.ndarray, dphi: np.ndarray, done: np.ndarray, keys: np.ndarray,
-                   items: np.ndarray, audible: float) -> None:
+def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_phase: np.ndarray,
+                   last_origin: np.ndarray, out: np.ndarray, out_origin: np.ndarray, omega_prev: np.ndarray,
+                   omega: np.ndarray, dphi: np.ndarray, done: np.ndarray, keys: np.ndarray, items: np.ndarray,
+                   audible: float) -> None:
     """One hop's phases into `out` (K,): from the previous hop along time (omega_prev, omega: phase
     advance per hop) and along frequency (dphi: phase step per bin), loudest first; bins at or under
     `audible` follow their own frequency. The previous hop's bins above it come in `order` (loudest
     first), merged with a heap of this hop's bins as they are reached: one priority queue over both, as in
-    RTPGHI."""
+    RTPGHI. out_origin[k]: the bin of last_origin that out[k]'s walk started from."""
     bins = cur.shape[0]
     size, left = 0, 0
     for k in range(bins):
@@ -173,6 +198,7 @@ def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_
             left += 1
         else:  # too quiet to matter: follow the bin's own frequency
             out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
+            out_origin[k] = last_origin[k]
             done[k] = True
     loud_before = order.shape[0]  # the previous hop's bins above `audible`, loudest first
     i = 0
@@ -184,6 +210,7 @@ def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_
                 if not done[k] and cur[k] > best:
                     best, best_k = cur[k], k
             out[best_k] = last_phase[best_k] + 0.5 * (omega_prev[best_k] + omega[best_k])
+            out_origin[best_k] = last_origin[best_k]
             done[best_k] = True
             left -= 1
             size = _push(keys, items, size, cur[best_k], best_k)
@@ -193,6 +220,7 @@ def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_
             i += 1
             if not done[k]:
                 out[k] = last_phase[k] + 0.5 * (omega_prev[k] + omega[k])
+                out_origin[k] = last_origin[k]
                 done[k] = True
                 left -= 1
                 size = _push(keys, items, size, cur[k], k)
@@ -203,6 +231,7 @@ def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_
                 if 0 <= j < bins and not done[j]:
                     step = 0.5 * (dphi[k] + dphi[j])
                     out[j] = out[k] + (step if j > k else -step)
+                    out_origin[j] = out_origin[k]
                     done[j] = True
                     left -= 1
                     size = _push(keys, items, size, cur[j], j)
@@ -226,23 +255,70 @@ def rtpghi(log_mag: np.ndarray, hop: int, n_fft: int, block: int, state: PhaseSt
     stream and is updated; None starts from silence (floor_log everywhere). Bins more than floor_db under
     their hop's loudest follow their own frequency, outside the heap."""
     batch, hops, bins = log_mag.shape
-    if hops % block:
-        raise ValueError(f"{hops} hops is not a multiple of the block of {block}")
     if state is None:
         state = PhaseState(batch, bins, floor_log)
+    offset, origin = walk(log_mag, hop, n_fft, block, state.log_mag, floor_db)
+    centred = np.stack([_place(offset[b], origin[b], np.remainder(state.phase[b], 2 * np.pi), block)
+                        for b in range(batch)])
+    if hops:
+        state.log_mag[:] = log_mag[:, -1]
+        state.phase[:] = centred[:, -1]
+    return centred + np.pi * np.arange(bins)  # the window's centre is n_fft / 2 samples into the frame
+
+
+def walk(log_mag: np.ndarray, hop: int, n_fft: int, block: int, prev_log: np.ndarray,
+         floor_db: float = FLOOR_DB) -> tuple:
+    """RTPGHI's walk over log_mag (B, H, bins), H a multiple of `block`, after the hops prev_log (B, bins):
+    (offset, origin) (B, H, bins), window-centred: hop n's phase at bin k is offset[n, k] plus the phase at
+    bin origin[n, k] of the hop before n's block (`place`)."""
+    batch, hops, bins = log_mag.shape
+    if hops % block:
+        raise ValueError(f"{hops} hops is not a multiple of the block of {block}")
     lam = HANN_LAMBDA * n_fft * n_fft
     floor = floor_db / 20 * np.log(10)
-    out = np.empty((batch, hops, bins))
-    shift = np.pi * np.arange(bins)  # the window's centre is n_fft / 2 samples into the frame
+    offset, origin = np.empty((batch, hops, bins)), np.empty((batch, hops, bins), dtype=np.int64)
     for b in range(batch):
-        s = np.ascontiguousarray(log_mag[b], dtype=np.float64)
-        centred = _integrate(s, state.log_mag[b], state.phase[b], block, hop, n_fft, lam, floor) if hops else \
-            np.empty((0, bins))
         if hops:
-            state.log_mag[b] = s[-1]
-            state.phase[b] = centred[-1]
-        out[b] = centred + shift
-    return out
+            offset[b], origin[b] = _integrate(np.ascontiguousarray(log_mag[b], dtype=np.float64),
+                                              np.ascontiguousarray(prev_log[b], dtype=np.float64), block, hop,
+                                              n_fft, lam, floor)
+    return offset, origin
+
+
+def walk_ahead(log_mag: np.ndarray, hop: int, n_fft: int, block: int, prev_log: np.ndarray, floor_db: float,
+               chunk: int, beside: bool):
+    """`walk` block by block: yields each block's (offset, origin) (B, block, bins). beside: walk in a
+    worker thread, `chunk` blocks at a time, while the caller works on the blocks already yielded (the
+    walk releases the GIL): a second core then hides it."""
+    hops = log_mag.shape[1]
+    if hops % block:
+        raise ValueError(f"{hops} hops is not a multiple of the block of {block}")
+    step = chunk * block
+    starts = range(0, hops, step)
+
+    def part(start: int) -> tuple:
+        before = prev_log if start == 0 else log_mag[:, start - 1]
+        return walk(log_mag[:, start: start + step], hop, n_fft, block, before, floor_db)
+
+    if not beside or len(starts) < 2:
+        offset, origin = walk(log_mag, hop, n_fft, block, prev_log, floor_db)
+        for start in range(0, hops, block):
+            yield offset[:, start: start + block], origin[:, start: start + block]
+        return
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        for future in [pool.submit(part, start) for start in starts]:
+            offset, origin = future.result()
+            for start in range(0, offset.shape[1], block):
+                yield offset[:, start: start + block], origin[:, start: start + block]
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def place(offset: np.ndarray, origin: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """One block's (offset, origin) (B, block, bins) from `walk` and the phases (B, bins) of the hop before
+    it -> its phases (B, block, bins), window-centred."""
+    return np.remainder(np.take_along_axis(start[:, None, :], origin, axis=-1) + offset, 2 * np.pi)
 
 
 def minimum_phase(log_mag: np.ndarray, n_fft: int, lifter: int = LIFTER) -> np.ndarray:
