@@ -143,14 +143,48 @@ def recipe_name(path: str | Path) -> str:
 
 
 def load_recipe(path: str | Path) -> Recipe:
+    """A recipe file: YAML with the sections model, data and train, and optionally `base`, the path of a
+    recipe file (relative to this one) whose keys it starts from: its own keys replace the base's one by
+    one, mappings merged at every depth, lists and other values replaced whole."""
     path = Path(path)
+    data = _recipe_data(path, ())
     try:
-        return Recipe.from_dict(yaml.safe_load(path.read_text()))
+        return Recipe.from_dict(data)
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"{path}: {err}") from None
+
+
+def _recipe_data(path: Path, chain: tuple) -> dict:
+    """The mapping `path` holds, over the mapping of its base; chain: the files that named it as theirs."""
+    if path.resolve() in chain:
+        raise RecipeError(f"{path}: its base leads back to it")
+    try:
+        data = yaml.safe_load(path.read_text())
     except OSError as err:
         raise RecipeError(f"{path}: cannot read it ({err.strerror or err})") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         raise RecipeError(f"{path}: not YAML: {err.problem}{where}") from None
-    except (ValueError, TypeError, yaml.YAMLError) as err:
+    except yaml.YAMLError as err:
         raise RecipeError(f"{path}: {err}") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: expected a mapping of recipe sections, got {data!r}")
+    base = data.pop("base", None)
+    try:  # each file's own keys alone, so that a wrong key is named with the file that has it
+        Recipe.from_dict(data)
+    except (ValueError, TypeError) as err:
+        raise RecipeError(f"{path}: {err}") from None
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise RecipeError(f"{path}: base must be the path of a recipe file, got {base!r}")
+    return _merged(_recipe_data(path.parent / base, chain + (path.resolve(),)), data)
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
