@@ -26,6 +26,9 @@ class CodecConfig:
     # Voiced bins take their harmonic's phase (codec.nn.phase.harmonic_phases) instead of RTPGHI's: it helps a
     # 480-sample window, whose harmonics merge in low voices, and costs a 720-sample one (docs/architecture.md).
     harmonic_locking: bool = False
+    # Decoding only: voiced hops' log magnitudes spread about their mean over one harmonic spacing by this
+    # factor (1: as decoded), deepening the valleys between harmonics that regression leaves shallow.
+    harmonic_contrast: float = 1.0
     n_codebooks: int = 37
     codebook_size: int = 1024
     codebook_dim: int = 8  # factorized lookup space (DAC): keeps codebooks in use

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import save as safetensors_bytes
 
 from .config import PITCH_CODEBOOKS, CodecConfig
-from .nn.networks import Decoder, Encoder, PhaseSynthesis
+from .nn.networks import Decoder, Encoder, PhaseSynthesis, harmonic_contrast
 from .nn.pitch import PitchCoder, causal_yin
 from .nn.quantizer import QuantizerOutput, ResidualVQ
 from .nn.stream_state import active
@@ -199,7 +199,9 @@ class Codec(nn.Module):
         f0 = self.decode_pitch(codes) if f0 is None else f0
         with _autocast(latent.device, bf16):
             log_mag, share = self.decoder.head.render(*self.decoder.parameters_of(latent, f0), f0)
-        return log_mag.float(), (f0, share.float())
+        log_mag = harmonic_contrast(log_mag.float(), f0, self.config.harmonic_contrast,
+                                    self.config.sample_rate / self.config.synthesis_fft)
+        return log_mag, (f0, share.float())
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, length: int | None = None, bf16: bool = False,

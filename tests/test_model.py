@@ -208,3 +208,24 @@ def test_changed_weights_are_not_saved_under_the_original_name(tiny_model, tmp_p
     with pytest.raises(ValueError, match="name must be"):
         codec.save_pretrained(loaded, tmp_path / "bad", name="a\nb")
     assert loaded.config.name == "tiny-test"  # saving never renames the model in memory
+
+
+def test_harmonic_contrast_deepens_a_voiced_hops_valleys_and_leaves_the_rest():
+    from codec.nn.networks import harmonic_contrast
+
+    bin_hz, bins = 24000 / 720, 361
+    k = torch.arange(bins, dtype=torch.float64)
+    f0 = torch.tensor([[150.0, 0.0, 150.0]])
+    # A harmonic ripple of 150 Hz (4.5 bins) about a sloping envelope; in hop 2 a ripple of another period.
+    ripple = torch.cos(2 * np.pi * k * bin_hz / 150.0)
+    log_mag = torch.stack([-0.01 * k + ripple, -0.01 * k + ripple, -0.01 * k + torch.cos(k)])[None]
+    out = harmonic_contrast(log_mag, f0, 1.5, bin_hz)
+    assert torch.equal(harmonic_contrast(log_mag, f0, 1.0, bin_hz), log_mag)
+    assert torch.equal(out[0, 1], log_mag[0, 1])  # unvoiced: as decoded
+    inner = slice(20, 340)  # away from the edges, where the mean's window is cut short
+    gain = (out[0, 0, inner] + 0.01 * k[inner]).std() / ripple[inner].std()
+    assert 1.4 < gain < 1.6  # the ripple grows about 1.5 times ...
+    envelope = torch.nn.functional.avg_pool1d(out[:, :1, inner] - log_mag[:, :1, inner], 9, 1)
+    assert envelope.abs().max() < 0.1  # ... while the envelope under it stays where it was
+    assert not torch.equal(out[0, 2], log_mag[0, 2])
+

@@ -212,3 +212,17 @@ def test_a_stream_passes_its_backend_to_every_kernel_call(tiny_model, monkeypatc
     assert all(backend == "reference" for _, backend in seen)
     with tiny_model.streaming(2) as s:
         assert s.flush_decode().shape == (2, 1, 0)  # nothing decoded yet
+
+
+def test_a_stream_with_harmonic_contrast_decodes_what_an_offline_call_does(tiny_model):
+    import copy
+
+    from conftest import speech_like
+
+    model = copy.deepcopy(tiny_model)
+    model.config.harmonic_contrast = 1.2
+    codes = model.encode(torch.from_numpy(speech_like(0.64))[None, None], 24000)
+    offline = model.decode(codes)
+    assert not torch.equal(offline, tiny_model.decode(codes))  # the filter is on
+    torch.testing.assert_close(stream_decode(model, codes, [1] * codes.shape[-1]), offline, rtol=0,
+                               atol=STREAM_DRIFT * float(offline.abs().max()))
