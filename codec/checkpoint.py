@@ -129,6 +129,9 @@ def describe(model) -> str:
         f"codebooks   {cfg.n_codebooks} x {cfg.codebook_size} entries ({cfg.bits_per_code} bits each)",
         "bitrates    " + ", ".join(f"{n}: {cfg.bitrate(n) / 1000:.3g} kbit/s"
                               for n in (1, 8, 17, 37) if n <= cfg.n_codebooks),
+        f"synthesis   hann {cfg.synthesis_fft} / hop {cfg.synthesis_hop}, RTPGHI phases and {cfg.phase_iterations} "
+        f"Griffin-Lim passes per frame, harmonic locking {'on' if cfg.harmonic_locking else 'off'}, "
+        f"harmonic contrast {cfg.harmonic_contrast:g}" + (" (off)" if cfg.harmonic_contrast == 1 else ""),
     ]
     if cfg.training:
         lines.append("training")

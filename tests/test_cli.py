@@ -162,6 +162,10 @@ def test_info_describes_the_shipped_model(capsys):
     assert run("info") == 0
     out = capsys.readouterr().out
     assert "37 x 1024" in out and "4.62 kbit/s" in out and "training" in out
+    import codec
+
+    cfg = codec.load().config  # the decoding settings the package ships, as its config.json says
+    assert f"{cfg.phase_iterations} Griffin-Lim passes" in out and f"harmonic contrast {cfg.harmonic_contrast:g}" in out
 
 
 def test_usage_error_exit_code(tmp_path):
