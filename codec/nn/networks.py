@@ -252,7 +252,7 @@ class PhaseSynthesis(Streamable):
         """(B, H, bins), H a multiple of the block -> the H * hop samples made final; `state` is updated.
         voicing: (f0 (B, H) Hz, harmonic share (B, H, bins)) locks the voiced bins to their harmonics if
         `locking` is set, and is ignored if not."""
-        with self._cores() as beside:
+        with self._cores(log_mag.shape[1]) as beside:
             out = [wav for _, wav in self._blocks(log_mag, state, backend, voicing, beside)]
         return torch.cat(out, dim=-1) if out else log_mag.new_zeros(log_mag.shape[0], 0)
 
@@ -262,7 +262,7 @@ class PhaseSynthesis(Streamable):
         these magnitudes with (0 where a magnitude is 0): `from_spectra(exp(log_mag) * phasors)` is the
         offline synthesis, differentiable in the magnitudes."""
         state = self.start(log_mag.shape[0], log_mag.shape[-1], log_mag.device)
-        with self._cores() as beside:
+        with self._cores(log_mag.shape[1]) as beside:
             spectra = [spectra.sgn() for spectra, _ in self._blocks(log_mag, state, None, voicing, beside)]
         return torch.cat(spectra, dim=1) if spectra else torch.zeros_like(log_mag, dtype=torch.complex64)
 
@@ -274,13 +274,13 @@ class PhaseSynthesis(Streamable):
         wav = kernels.overlap_add(torch.cat([frames, silent], 1), self.hop, self.window, backend="reference")
         return wav[:, self.delay: self.delay + spectra.shape[1] * self.hop]
 
-    @staticmethod
     @contextmanager
-    def _cores():
-        """Yields whether the phase walk runs beside the block loop. The loop's torch operations are too
-        small to gain from a second core, so where torch may use several, the walk takes the second and
-        torch one: torch's idle threads would spin on the walk's core (docs/performance.md)."""
-        beside = torch.get_num_threads() > 1
+    def _cores(self, hops: int):
+        """Yields whether the phase walk of `hops` hops runs beside the block loop: where torch may use
+        several threads and the walk has more than one chunk. The loop's torch operations are too small to
+        gain from a second core, so then the walk takes the second and torch one: torch's idle threads
+        would spin on the walk's core (docs/performance.md)."""
+        beside = torch.get_num_threads() > 1 and hops > WALK_CHUNK * self.block
         with torch_threads(1 if beside else None):
             yield beside
 
