@@ -167,20 +167,6 @@ def _integrate(log_mag: np.ndarray, prev_log: np.ndarray, block: int, hop: int, 
 
 
 @compiled
-def _place(offset: np.ndarray, origin: np.ndarray, start: np.ndarray, block: int) -> np.ndarray:
-    """_integrate's (offset, origin) (H, K) and the phases (K,) of the hop before the first block -> the
-    phases (H, K), each block starting from the last hop of the one before it."""
-    hops, bins = offset.shape
-    phase = np.empty((hops, bins))
-    for n in range(hops):
-        before = start if n < block else phase[n - n % block - 1]
-        for k in range(bins):
-            value = before[origin[n, k]] + offset[n, k]  # both in [0, 2 pi)
-            phase[n, k] = value - 2 * np.pi if value >= 2 * np.pi else value
-    return phase
-
-
-@compiled
 def _integrate_hop(cur: np.ndarray, before: np.ndarray, order: np.ndarray, last_phase: np.ndarray,
                    last_origin: np.ndarray, out: np.ndarray, out_origin: np.ndarray, omega_prev: np.ndarray,
                    omega: np.ndarray, dphi: np.ndarray, done: np.ndarray, keys: np.ndarray, items: np.ndarray,
@@ -258,11 +244,13 @@ def rtpghi(log_mag: np.ndarray, hop: int, n_fft: int, block: int, state: PhaseSt
     if state is None:
         state = PhaseState(batch, bins, floor_log)
     offset, origin = walk(log_mag, hop, n_fft, block, state.log_mag, floor_db)
-    centred = np.stack([_place(offset[b], origin[b], np.remainder(state.phase[b], 2 * np.pi), block)
-                        for b in range(batch)])
+    centred = np.empty((batch, hops, bins))
+    for start in range(0, hops, block):  # each block from the last hop of the one before it
+        blocks = slice(start, start + block)
+        centred[:, blocks] = place(offset[:, blocks], origin[:, blocks], state.phase)
+        state.phase[:] = centred[:, start + block - 1]
     if hops:
         state.log_mag[:] = log_mag[:, -1]
-        state.phase[:] = centred[:, -1]
     return centred + np.pi * np.arange(bins)  # the window's centre is n_fft / 2 samples into the frame
 
 
