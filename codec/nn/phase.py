@@ -282,25 +282,21 @@ def walk_ahead(log_mag: np.ndarray, hop: int, n_fft: int, block: int, prev_log: 
     if hops % block:
         raise ValueError(f"{hops} hops is not a multiple of the block of {block}")
     step = chunk * block
-    starts = range(0, hops, step)
 
     def part(start: int) -> tuple:
         before = prev_log if start == 0 else log_mag[:, start - 1]
         return walk(log_mag[:, start: start + step], hop, n_fft, block, before, floor_db)
 
-    if not beside or len(starts) < 2:
-        offset, origin = walk(log_mag, hop, n_fft, block, prev_log, floor_db)
-        for start in range(0, hops, block):
-            yield offset[:, start: start + block], origin[:, start: start + block]
-        return
-    pool = ThreadPoolExecutor(max_workers=1)
+    pool = ThreadPoolExecutor(max_workers=1) if beside else None
+    parts = ((f.result() for f in [pool.submit(part, start) for start in range(0, hops, step)]) if beside
+             else [walk(log_mag, hop, n_fft, block, prev_log, floor_db)])
     try:
-        for future in [pool.submit(part, start) for start in starts]:
-            offset, origin = future.result()
+        for offset, origin in parts:
             for start in range(0, offset.shape[1], block):
                 yield offset[:, start: start + block], origin[:, start: start + block]
     finally:
-        pool.shutdown(cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def place(offset: np.ndarray, origin: np.ndarray, start: np.ndarray) -> np.ndarray:
