@@ -91,3 +91,19 @@ def test_the_training_path_picks_the_codes_encoding_picks_even_under_bf16_autoca
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         trained = vq(x).codes
     assert torch.equal(trained, vq.encode(x))
+
+
+def test_reseeding_counts_the_entries_it_replaced_not_those_the_centroids_moved():
+    torch.manual_seed(2)
+    vq = ResidualVQ(DIM, n_codebooks=2, codebook_size=32, codebook_dim=4, dropout_prob=0.0, reseed_every=1,
+                    codebook_rate=0.5)
+    with torch.no_grad():
+        vq.usage.fill_(1.0)
+        vq.usage[0, :3] = 0.0  # three entries of the first stage, and five of the second, fall under the threshold
+        vq.usage[1, 10:15] = 0.0
+    before = vq.codebooks.detach().clone()
+    vq(torch.randn(2, DIM, 40))
+    moved = int((vq.codebooks.detach() != before).any(dim=-1).sum())
+    assert vq.reseeded == 8 < moved  # the picked entries moved towards their centroids as well
+    vq(torch.randn(2, DIM, 40))  # usage decays by 1 % a call: no entry is under the threshold yet
+    assert vq.reseeded == 0

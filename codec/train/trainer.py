@@ -78,12 +78,10 @@ class Trainer:
             group["lr"] = lr_at(step, t)
         vq = self.model.quantizer
         reseed_due = (int(vq.calls) + 1) % vq.reseed_every == 0  # this forward re-seeds dead codes
-        before = vq.codebooks.detach().clone() if reseed_due else None
         with self.autocast():
             log_mag, q = self.net(wav, quantize=step >= t.quantize_from)
-        # Only re-seeding changes codebooks in a forward pass: count the entries it replaced (on rank 0,
-        # whose codebooks the other ranks adopt).
-        reseeded = int((vq.codebooks.detach() != before).any(dim=-1).sum()) if reseed_due else None
+        # The entries it replaced, on rank 0, whose codebooks the other ranks adopt.
+        reseeded = vq.reseeded if reseed_due else None
         with torch.no_grad():
             target = self.model.target_magnitudes(wav)
         terms = self.magnitude(log_mag.float(), target)  # float32: log spectra of bf16 lose the quiet bins
