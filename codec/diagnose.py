@@ -426,7 +426,7 @@ def stream(model, corpus: Corpus, clips: int | None, seconds: float) -> str:
 
     # Each second apart, so one local event (a bin that rounds across a decision of the phase work) reads
     # differently from a difference that grows.
-    seconds_max = [float(diff[s: s + rate].abs().max()) for s in range(0, len(diff) - rate + 1, rate)]
+    seconds_max = [float(diff[s: s + rate].abs().max()) for s in range(0, len(diff), rate)]
     worst = int(np.argmax(seconds_max))
     median = int(np.argsort(seconds_max)[len(seconds_max) // 2])
     lines = ["| span | max difference / peak | SNR of streamed vs offline, dB |", "|---|---:|---:|",

@@ -107,3 +107,13 @@ def test_reseeding_counts_the_entries_it_replaced_not_those_the_centroids_moved(
     assert vq.reseeded == 8 < moved  # the picked entries moved towards their centroids as well
     vq(torch.randn(2, DIM, 40))  # usage decays by 1 % a call: no entry is under the threshold yet
     assert vq.reseeded == 0
+
+
+def test_a_call_that_does_not_reseed_reports_none():
+    torch.manual_seed(3)
+    vq = ResidualVQ(DIM, n_codebooks=1, codebook_size=16, codebook_dim=4, reseed_every=2, reseed_threshold=2.0)
+    counts = []
+    for _ in range(4):
+        vq(torch.randn(2, DIM, 20))
+        counts.append(vq.reseeded)
+    assert counts == [None, 16, None, 16]  # every entry is under a threshold of twice a uniform share

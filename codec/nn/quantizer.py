@@ -66,7 +66,9 @@ class ResidualVQ(nn.Module):
         # Training statistics: an EMA of how often each entry is picked, and calls since the last re-seed.
         self.register_buffer("usage", torch.ones(n_codebooks, codebook_size))
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
-        self.reseeded = 0  # entries the last training forward re-seeded (the centroid updates move others too)
+        # Entries the last training forward re-seeded, None if it was not a re-seeding call (the centroid
+        # updates move other entries in every call).
+        self.reseeded: int | None = None
 
     def _check_depth(self, n: int | None) -> int:
         n = self.n_codebooks if n is None else int(n)
@@ -196,9 +198,10 @@ class ResidualVQ(nn.Module):
     def _maybe_reseed(self, samples: list[torch.Tensor]) -> None:
         """Re-seed entries picked far less than a uniform share with recent encoder outputs."""
         self.calls += 1
-        self.reseeded = 0
         if int(self.calls) % self.reseed_every:
+            self.reseeded = None
             return
+        self.reseeded = 0
         for stage, z in enumerate(samples):
             dead = (self.usage[stage] < self.reseed_threshold).nonzero().flatten()
             if len(dead) == 0 or len(z) == 0:

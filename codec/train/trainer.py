@@ -76,12 +76,10 @@ class Trainer:
         t = self.t
         for group in self.opt.param_groups:
             group["lr"] = lr_at(step, t)
-        vq = self.model.quantizer
-        reseed_due = (int(vq.calls) + 1) % vq.reseed_every == 0  # this forward re-seeds dead codes
         with self.autocast():
             log_mag, q = self.net(wav, quantize=step >= t.quantize_from)
-        # The entries it replaced, on rank 0, whose codebooks the other ranks adopt.
-        reseeded = vq.reseeded if reseed_due else None
+        # The entries this forward re-seeded, if it re-seeded: on rank 0, whose codebooks the other ranks adopt.
+        reseeded = self.model.quantizer.reseeded
         with torch.no_grad():
             target = self.model.target_magnitudes(wav)
         terms = self.magnitude(log_mag.float(), target)  # float32: log spectra of bf16 lose the quiet bins
@@ -155,7 +153,7 @@ class Trainer:
     def _sync_reseeded_codes(self) -> None:
         """Dead codes are re-seeded from each rank's own batch: take rank 0's so the replicas stay equal."""
         vq = self.model.quantizer
-        if self.net is not self.model and int(vq.calls) % vq.reseed_every == 0:
+        if self.net is not self.model and vq.reseeded is not None:
             torch.distributed.broadcast(vq.codebooks.data, 0)
             torch.distributed.broadcast(vq.usage, 0)
 
