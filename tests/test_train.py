@@ -164,8 +164,11 @@ def test_resume_follows_the_same_trajectory(tmp_path, corpus):
 def test_ddp_two_processes_on_cpu(tmp_path, corpus):
     """torchrun with 2 gloo processes: the run completes and the replicas hold bit-identical weights at every
     save (train() all-gathers their parameter sums and fails the run otherwise); each rank's data is its
-    half of the 1-process batch (test_step_batches_...)."""
-    recipe = tiny_recipe(corpus, steps=4, save_every=2, valid_every=4, adversarial_weight=1.0)  # the critic too
+    half of the 1-process batch (test_step_batches_...). Re-seeding at every other step (a threshold every
+    entry not picked falls under) draws from each rank's own batch, so the replicas stay equal only if rank
+    0's codebooks are broadcast after it."""
+    recipe = tiny_recipe(corpus, steps=4, save_every=2, valid_every=4, adversarial_weight=1.0,  # the critic too
+                         reseed_every=2, reseed_threshold=0.999)
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
